@@ -1,0 +1,252 @@
+"""Checkpoints: every vidgen model is a config dataclass plus safetensors weights.
+
+A checkpoint folder holds
+    config.json          the model's config dataclass as JSON, plus `"_class_name"`
+    model.safetensors    the weights (never a pickle)
+
+`from_pretrained` takes a local folder or the name of a bundled model (a folder under
+`vidgen/bundled/`, or a sub-folder of one such as `cogvideox-shapes/vae`). Writes are atomic: each
+file goes to a temporary name in the same folder and is renamed over the target, so an interrupted
+save never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vidgen.errors import CheckpointError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+
+T = TypeVar("T", bound="PretrainedModel")
+C = TypeVar("C")
+
+
+# ----------------------------------------------------------------------------- atomic file writes
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+                            metadata: dict[str, str] | None = None) -> None:
+    """`safetensors.torch.save_file`, made atomic (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        # safetensors refuses tensors that share memory or are non-contiguous: give it clean copies.
+        clean = {k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
+                 for k, v in tensors.items()}
+        save_file(clean, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _shares_storage(t: torch.Tensor, tensors: dict[str, torch.Tensor]) -> bool:
+    ptr = t.untyped_storage().data_ptr()
+    return sum(1 for v in tensors.values() if v.untyped_storage().data_ptr() == ptr) > 1
+
+
+def load_safetensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Load a safetensors file with an error that names the file when it is missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read weights file {path}: not a valid safetensors file ({error})") from None
+
+
+# ----------------------------------------------------------------------------- configs as data
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(config_class: type[C], data: dict[str, Any], source: str = "config") -> C:
+    """Build a config dataclass from a dict, rejecting unknown keys with a clear message.
+
+    Tuples are restored from JSON lists so configs compare equal after a round trip.
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    data = {k: v for k, v in data.items() if not k.startswith("_")}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise CheckpointError(
+            f"{source}: unknown keys for {config_class.__name__}: {unknown}; allowed keys: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        if isinstance(value, list) and "tuple" in str(fields[name].type):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[name] = value
+    try:
+        return config_class(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{source}: invalid {config_class.__name__}: {error}") from None
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"config file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"cannot parse {path} as JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+# ----------------------------------------------------------------------------- bundled models
+
+
+def bundled_names() -> list[str]:
+    """Names of the models shipped inside the package (top-level folders of `vidgen/bundled`)."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
+    """A local folder is used as is; otherwise the name is looked up among bundled models.
+
+    `"cogvideox-shapes/vae"` names a sub-folder of a bundled model.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    bundled = BUNDLED_DIR / str(name_or_path)
+    if str(name_or_path) and bundled.is_dir() and BUNDLED_DIR in bundled.resolve().parents:
+        return bundled
+    names = bundled_names()
+    raise CheckpointError(
+        f"model {str(name_or_path)!r} is neither a local folder nor a bundled model; "
+        f"bundled models: {', '.join(names) if names else '(none)'}")
+
+
+# ----------------------------------------------------------------------------- the base class
+
+
+class PretrainedModel(nn.Module):
+    """Base of every vidgen model: built from one config dataclass, saved as config.json + safetensors.
+
+    Subclasses set `config_class` and take the config as the single argument of `__init__`.
+    """
+
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any):
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                            f"got {type(config).__name__}")
+        self.config = config
+
+    # ---- saving
+
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write `config.json` and `model.safetensors` to `directory` (atomically), optionally casting
+        floating-point weights to `dtype` (e.g. torch.bfloat16 to halve the size on disk)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {}
+        for key, value in self.state_dict().items():
+            if dtype is not None and value.is_floating_point():
+                value = value.to(dtype)
+            state[key] = value.cpu()
+        atomic_save_safetensors(state, directory / WEIGHTS_NAME, metadata={"format": "pt"})
+        write_json(directory / CONFIG_NAME, {"_class_name": type(self).__name__, **config_to_dict(self.config)})
+        return directory
+
+    # ---- loading
+
+    @classmethod
+    def load_config(cls, directory: str | os.PathLike) -> Any:
+        path = Path(directory) / CONFIG_NAME
+        data = read_json(path)
+        class_name = data.get("_class_name")
+        if class_name is not None and class_name != cls.__name__:
+            raise CheckpointError(f"{path} describes a {class_name}, not a {cls.__name__}")
+        return config_from_dict(cls.config_class, data, source=str(path))
+
+    @classmethod
+    def from_pretrained(cls: type[T], name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None) -> T:
+        """Load a model saved by `save_pretrained` from a local folder or a bundled model name."""
+        directory = resolve_model_path(name_or_path)
+        config = cls.load_config(directory)
+        model = cls(config)
+        state = load_safetensors(directory / WEIGHTS_NAME)
+        model.load_state_dict_strict(state, source=str(directory / WEIGHTS_NAME))
+        model = model.to(device=device)
+        if dtype is not None:
+            model = model.to(dtype=dtype)
+        return model.eval()
+
+    def load_state_dict_strict(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Load weights, failing with a message that lists missing, unexpected and mis-shaped keys.
+
+        Stored dtypes (e.g. bf16) are cast to the model's parameter dtype.
+        """
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        mis_shaped = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                            for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        if missing or unexpected or mis_shaped:
+            parts = []
+            for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                                 ("shape mismatches", mis_shaped)):
+                if items:
+                    shown = ", ".join(items[:20]) + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
+                    parts.append(f"{label}: {shown}")
+            raise CheckpointError(f"weights in {source} do not match {type(self).__name__}: " + "; ".join(parts))
+        cast = {k: v.to(own[k].dtype) if v.is_floating_point() else v for k, v in state.items()}
+        self.load_state_dict(cast, strict=True)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
