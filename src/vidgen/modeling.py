@@ -156,13 +156,17 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
 
     `"cogvideox-shapes/vae"` names a sub-folder of a bundled model.
     """
+    names = bundled_names()
+    if not str(name_or_path).strip():
+        # Path("") is the current folder: an empty (e.g. unset) name must not load whatever is there.
+        raise CheckpointError(f"model name is empty; give a local folder or a bundled model: "
+                              f"{', '.join(names) if names else '(none)'}")
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
     bundled = BUNDLED_DIR / str(name_or_path)
-    if str(name_or_path) and bundled.is_dir() and BUNDLED_DIR in bundled.resolve().parents:
+    if bundled.is_dir() and BUNDLED_DIR.resolve() in bundled.resolve().parents:
         return bundled
-    names = bundled_names()
     raise CheckpointError(
         f"model {str(name_or_path)!r} is neither a local folder nor a bundled model; "
         f"bundled models: {', '.join(names) if names else '(none)'}")
