@@ -1,0 +1,234 @@
+"""Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
+
+A checkpoint is one folder `run_dir/checkpoints/step_00001000/`:
+
+    model.safetensors        raw weights
+    ema.safetensors          EMA weights (absent when EMA is off)
+    optimizer.safetensors    every tensor of the optimiser state, named `state.<param id>.<key>`
+    optimizer.json           the rest of the optimiser state dict: param_groups (hyper-parameters,
+                             parameter ids) and non-tensor per-parameter entries
+    rng.safetensors          torch CPU RNG, each CUDA device's RNG, and the objective's generator
+    trainer_state.json       step, batches consumed, EMA update count, python `random` and numpy
+                             RNG states, the train config
+
+The folder is written under a temporary name in the same parent and renamed into place, so a crash
+while saving leaves either the previous checkpoints or a complete new one, never half of one; the
+folder with the highest step among complete ones is the latest. Only the last `keep` are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from vidgen.errors import CheckpointError
+from vidgen.modeling import load_safetensors, read_json, write_json
+
+FORMAT_VERSION = 1
+STATE_NAME = "trainer_state.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+# ----------------------------------------------------------------------------- optimiser state
+
+
+def _encode_json(value: Any, where: str) -> Any:
+    """JSON-able copy of a param-group value; tuples are tagged so they come back as tuples."""
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode_json(v, where) for v in value]}
+    if isinstance(value, list):
+        return [_encode_json(v, where) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise CheckpointError(f"cannot store optimiser value {where} of type {type(value).__name__} in JSON")
+
+
+def _decode_json(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"__tuple__"}:
+        return tuple(_decode_json(v) for v in value["__tuple__"])
+    if isinstance(value, list):
+        return [_decode_json(v) for v in value]
+    return value
+
+
+def flatten_optimizer_state(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split `optimizer.state_dict()` into named tensors and a JSON-able structure.
+
+    Returns (tensors, meta): tensors `state.<param id>.<key>`; meta holds `param_groups` and the
+    non-tensor per-parameter values under `scalars`.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, entries in state_dict["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{param_id}.{key}"] = value.detach().cpu().contiguous().clone()
+            else:
+                scalars.setdefault(str(param_id), {})[key] = _encode_json(value, f"state[{param_id}][{key}]")
+    groups = [{k: _encode_json(v, f"param_groups[{i}][{k}]") for k, v in group.items()}
+              for i, group in enumerate(state_dict["param_groups"])]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `flatten_optimizer_state`."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        prefix, param_id, key = name.split(".", 2)
+        if prefix != "state":
+            raise CheckpointError(f"unexpected optimiser tensor name {name!r}")
+        state.setdefault(int(param_id), {})[key] = tensor
+    for param_id, entries in meta.get("scalars", {}).items():
+        for key, value in entries.items():
+            state.setdefault(int(param_id), {})[key] = _decode_json(value)
+    groups = [{k: _decode_json(v) for k, v in group.items()} for group in meta["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+# ----------------------------------------------------------------------------- RNG state
+
+
+def capture_rng_state(generator: torch.Generator | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every RNG a training step may draw from: (tensors for safetensors, JSON-able dict)."""
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda.{i}"] = s
+    if generator is not None:
+        tensors["objective"] = generator.get_state()
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    info = {"python_random": [version, list(internal), gauss],
+            "numpy_random": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    return tensors, info
+
+
+def restore_rng_state(tensors: dict[str, torch.Tensor], info: dict[str, Any],
+                      generator: torch.Generator | None) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    cuda = sorted((k for k in tensors if k.startswith("torch_cuda.")), key=lambda k: int(k.split(".")[1]))
+    if cuda:
+        if torch.cuda.is_available():
+            for key in cuda[: torch.cuda.device_count()]:
+                torch.cuda.set_rng_state(tensors[key], device=int(key.split(".")[1]))
+        else:
+            warnings.warn("the checkpoint holds CUDA RNG states but CUDA is not available: resuming on "
+                          "CPU, so the run will not be bit-identical to an uninterrupted one")
+    if generator is not None:
+        if "objective" not in tensors:
+            raise CheckpointError("the checkpoint has no state for the objective's generator")
+        generator.set_state(tensors["objective"])
+    version, internal, gauss = info["python_random"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = info["numpy_random"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def checkpoint_dirs(root: str | os.PathLike) -> list[tuple[int, Path]]:
+    """Complete checkpoints under `root` as (step, folder), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _STEP_DIR.match(path.name)
+        if match and path.is_dir() and (path / STATE_NAME).is_file():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    found = checkpoint_dirs(root)
+    return found[-1][1] if found else None
+
+
+def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, ema_state: dict[str, torch.Tensor] | None,
+                    generator: torch.Generator | None, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write the checkpoint of `step` atomically under `root` and prune all but the newest `keep`.
+
+    `state` is the trainer's JSON-able state (step, batches consumed, ...); RNG states are added here.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:08d}"
+    tmp = root / f".tmp_step_{step:08d}_{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        # Inside the private temp folder plain writes suffice: the rename below is the atomic commit.
+        save_file(_cpu(model.state_dict()), str(tmp / "model.safetensors"))
+        if ema_state is not None:
+            save_file(_cpu(ema_state), str(tmp / "ema.safetensors"))
+        opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        write_json(tmp / "optimizer.json", opt_meta)
+        rng_tensors, rng_info = capture_rng_state(generator)
+        save_file(rng_tensors, str(tmp / "rng.safetensors"))
+        write_json(tmp / STATE_NAME, {"format_version": FORMAT_VERSION, **state, **rng_info})
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving the same step (e.g. Ctrl-C right after a periodic checkpoint)
+            old = root / f".old_step_{step:08d}_{uuid.uuid4().hex[:8]}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for _, old_dir in checkpoint_dirs(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old_dir, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint folder: {"model", "ema" (or None), "optimizer" (a state dict), "rng_tensors",
+    "state" (trainer_state.json)}."""
+    path = Path(path)
+    if not (path / STATE_NAME).is_file():
+        raise CheckpointError(f"{path} is not a training checkpoint (no {STATE_NAME})")
+    state = read_json(path / STATE_NAME)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {state.get('format_version')!r} is not supported "
+                              f"(this vidgen reads format {FORMAT_VERSION})")
+    ema_path = path / "ema.safetensors"
+    return {
+        "model": load_safetensors(path / "model.safetensors"),
+        "ema": load_safetensors(ema_path) if ema_path.is_file() else None,
+        "optimizer": unflatten_optimizer_state(load_safetensors(path / "optimizer.safetensors"),
+                                               read_json(path / "optimizer.json")),
+        "rng_tensors": load_safetensors(path / "rng.safetensors"),
+        "state": state,
+    }
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # Tied weights share storage; safetensors refuses shared tensors, so each gets its own copy.
+    return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
