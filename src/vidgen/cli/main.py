@@ -16,7 +16,9 @@ from vidgen.errors import VidgenError
 
 # Order here is the order shown by `vidgen --help`.
 COMMAND_MODULES = [
+    "vidgen.cli.generate",
     "vidgen.cli.data",
+    "vidgen.cli.train",
 ]
 
 

@@ -1,0 +1,230 @@
+"""CogVideoX text-to-video: prompt -> text encoder -> expert transformer (v-prediction diffusion in the
+VAE's latent space) -> 3D causal VAE decoder -> video.
+
+A pipeline folder (bundled or local) holds
+
+    pipeline.json     which text encoder, the noise schedule, the latent scaling factor, defaults
+    vae/              a `CogVideoXVAE` checkpoint (config.json + model.safetensors)
+    transformer/      a `CogVideoXTransformer` checkpoint
+
+`pipeline.json` keys: `_class_name` ("CogVideoXPipeline"), `system`, `text_encoder` (a name for
+`load_text_encoder`, e.g. "minilm", or a folder relative to the pipeline folder), `text_max_length`,
+`latent_scaling_factor`, `schedule` (`NoiseSchedule` fields), `default_steps`, `default_guidance`,
+`num_frames`, `height`, `width`, `fps`, and optionally `recipe`, `sampler`, `max_frames`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidgen.diffusion.guidance import cfg_model_fn
+from vidgen.diffusion.rng import randn
+from vidgen.diffusion.samplers import sample_ddim, sample_dpmpp_2m, timesteps_for
+from vidgen.diffusion.schedules import NoiseSchedule
+from vidgen.errors import VidgenError
+from vidgen.generators.expert_transformer import CogVideoXTransformer
+from vidgen.modeling import read_json, resolve_model_path, write_json
+from vidgen.pipelines.output import GeneratedVideo
+from vidgen.text import load_text_encoder
+from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
+
+PIPELINE_FILE = "pipeline.json"
+SAMPLERS = {"dpm++": sample_dpmpp_2m, "ddim": sample_ddim}
+MAX_PROMPT_CHARS = 2000
+MAX_STEPS = 1000
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_context(device: torch.device, enabled: bool):
+    """bf16 autocast where it helps (AVX512-bf16 CPUs, recent GPUs); never fp16 on CPU."""
+    if not enabled:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class CogVideoXPipeline:
+    """`pipe(prompt, seed=0, num_inference_steps=..., guidance_scale=..., negative_prompt=None,
+    num_frames=17, height=64, width=64) -> GeneratedVideo`."""
+
+    def __init__(self, vae: CogVideoXVAE, transformer: CogVideoXTransformer, text_encoder_name: str,
+                 schedule: NoiseSchedule, latent_scaling_factor: float, settings: dict[str, Any] | None = None,
+                 device: str | torch.device | None = None, bf16: bool | None = None, name: str = "cogvideox"):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.vae = vae.to(self.device).eval()
+        self.transformer = transformer.to(self.device).eval()
+        self.schedule = schedule
+        self.latent_scaling_factor = float(latent_scaling_factor)
+        self.settings = dict(settings or {})
+        self.name = name
+        self.text_encoder_name = text_encoder_name
+        self.text_encoder = load_text_encoder(text_encoder_name, max_length=int(self.settings.get("text_max_length", 32)),
+                                              device=self.device)
+        # bf16 autocast pays on CPUs with AVX512-bf16 and on GPUs; it is off on other CPUs.
+        self.bf16 = _bf16_is_fast(self.device) if bf16 is None else bool(bf16)
+
+    # ------------------------------------------------------------------ loading and saving
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device | None = None,
+                        bf16: bool | None = None) -> CogVideoXPipeline:
+        folder = resolve_model_path(name_or_path)
+        settings = read_json(folder / PIPELINE_FILE)
+        if settings.get("_class_name") != "CogVideoXPipeline":
+            raise VidgenError(f"{folder / PIPELINE_FILE} describes a {settings.get('_class_name')!r}, "
+                              "not a CogVideoXPipeline")
+        for key in ("schedule", "latent_scaling_factor", "text_encoder"):
+            if key not in settings:
+                raise VidgenError(f"{folder / PIPELINE_FILE} lacks the key {key!r}")
+        text_encoder = settings["text_encoder"]
+        if (folder / text_encoder).is_dir():
+            text_encoder = str(folder / text_encoder)
+        try:
+            schedule = NoiseSchedule(**settings["schedule"])
+        except TypeError as error:
+            raise VidgenError(f"{folder / PIPELINE_FILE}: bad schedule {settings['schedule']}: {error}") from None
+        vae = CogVideoXVAE.from_pretrained(folder / "vae")
+        transformer = CogVideoXTransformer.from_pretrained(folder / "transformer")
+        return cls(vae, transformer, text_encoder, schedule, settings["latent_scaling_factor"], settings,
+                   device=device, bf16=bf16, name=Path(str(name_or_path)).name)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        self.vae.save_pretrained(folder / "vae")
+        self.transformer.save_pretrained(folder / "transformer")
+        settings = {**self.settings, "_class_name": "CogVideoXPipeline", "text_encoder": self.text_encoder_name,
+                    "latent_scaling_factor": self.latent_scaling_factor, "schedule": self.schedule.to_dict()}
+        write_json(folder / PIPELINE_FILE, settings)
+        return folder
+
+    # ------------------------------------------------------------------ defaults and checks
+
+    @property
+    def default_steps(self) -> int:
+        return int(self.settings.get("default_steps", 30))
+
+    @property
+    def default_guidance(self) -> float:
+        return float(self.settings.get("default_guidance", 6.0))
+
+    @property
+    def fps(self) -> float:
+        return float(self.settings.get("fps", 8))
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.settings.get("max_frames", 49))
+
+    def allowed_sizes(self) -> tuple[int, int, int]:
+        """(multiple, smallest, largest) allowed height/width in pixels."""
+        multiple = self.vae.config.spatial_compression * self.transformer.config.patch_size
+        return multiple, multiple, int(self.settings.get("max_size", 256))
+
+    def check_request(self, prompt: Any, num_frames: int, height: int, width: int, num_inference_steps: int,
+                      guidance_scale: float, negative_prompt: Any = None) -> None:
+        """Raise VidgenError naming the bad value and what is allowed."""
+        for label, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+            if text is None and label == "negative_prompt":
+                continue
+            if not isinstance(text, str):
+                raise VidgenError(f"{label} must be a string, got {type(text).__name__}")
+            if label == "prompt" and not text.strip():
+                raise VidgenError("prompt is empty: describe the video, e.g. \"a red circle moving left\"")
+            if len(text) > MAX_PROMPT_CHARS:
+                raise VidgenError(f"{label} has {len(text)} characters; at most {MAX_PROMPT_CHARS} are allowed")
+        t = self.vae.config.temporal_compression
+        if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % t or num_frames > self.max_frames:
+            allowed = ", ".join(str(1 + t * k) for k in range(0, (self.max_frames - 1) // t + 1))
+            raise VidgenError(f"num_frames={num_frames} is not allowed: this model takes {t}k+1 frames up to "
+                              f"{self.max_frames} ({allowed})")
+        multiple, smallest, largest = self.allowed_sizes()
+        for label, size in (("height", height), ("width", width)):
+            if not isinstance(size, int) or size % multiple or not smallest <= size <= largest:
+                raise VidgenError(f"{label}={size} is not allowed: use a multiple of {multiple} "
+                                  f"between {smallest} and {largest}")
+        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= MAX_STEPS:
+            raise VidgenError(f"num_inference_steps={num_inference_steps} must be an integer in 1..{MAX_STEPS}")
+        if not isinstance(guidance_scale, (int, float)) or not 0 <= guidance_scale <= 50:
+            raise VidgenError(f"guidance_scale={guidance_scale} must be a number in [0, 50]")
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    def __call__(self, prompt: str, seed: int = 0, num_inference_steps: int | None = None,
+                 guidance_scale: float | None = None, negative_prompt: str | None = None, num_frames: int = 17,
+                 height: int = 64, width: int = 64, sampler: str | None = None, use_dynamic_cfg: bool = False,
+                 progress: bool = True, callback: Callable[[dict], None] | None = None) -> GeneratedVideo:
+        """Generate one video.
+
+        seed: the same seed, settings and machine give the same video bit for bit.
+        callback: called after every denoising step with {"i", "t", "x", "denoised", "num_steps"}.
+        """
+        steps = self.default_steps if num_inference_steps is None else num_inference_steps
+        guidance = self.default_guidance if guidance_scale is None else guidance_scale
+        sampler = sampler or self.settings.get("sampler", "dpm++")
+        if sampler not in SAMPLERS:
+            raise VidgenError(f"sampler={sampler!r} is not one of {', '.join(SAMPLERS)}")
+        self.check_request(prompt, num_frames, height, width, steps, guidance, negative_prompt)
+        if not isinstance(seed, int) or seed < 0:
+            raise VidgenError(f"seed={seed!r} must be a non-negative integer")
+        started = time.perf_counter()
+
+        cond = self.text_encoder.encode([prompt])
+        uncond = self.text_encoder.encode([negative_prompt or ""])
+        length = max(cond.seq_len, uncond.seq_len)
+        cond, uncond = cond.pad_to(length).to(self.device), uncond.pad_to(length).to(self.device)
+
+        latent_t, latent_h, latent_w = self.vae.latent_shape(num_frames, height, width)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        noise = randn((1, self.vae.config.latent_channels, latent_t, latent_h, latent_w), generator, self.device)
+
+        def model(x, t, text_embeddings, text_mask):
+            with autocast_context(self.device, self.bf16):
+                return self.transformer(x, text_embeddings, t, text_mask=text_mask).float()
+
+        model_fn = cfg_model_fn(model, {"text_embeddings": cond.embeddings, "text_mask": cond.mask},
+                                {"text_embeddings": uncond.embeddings, "text_mask": uncond.mask},
+                                guidance, dynamic=use_dynamic_cfg, num_steps=steps)
+        timesteps = timesteps_for(self.schedule, steps, spacing="trailing")
+
+        def on_step(state: dict) -> None:
+            if callback is not None:
+                callback({**state, "num_steps": steps})
+
+        latents = SAMPLERS[sampler](model_fn, noise, self.schedule, timesteps, generator=generator,
+                                    callback=on_step, progress=progress)
+        with autocast_context(self.device, self.bf16):
+            video = self.vae.decode(latents / self.latent_scaling_factor)
+        video = video.float().clamp(-1, 1)[0]
+        info = {"prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "steps": steps,
+                "guidance_scale": guidance, "sampler": sampler, "model": self.name,
+                "seconds": round(time.perf_counter() - started, 3)}
+        return GeneratedVideo(video, fps=self.fps, info=info)
+
+
+def _bf16_is_fast(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.backends.cpu.get_cpu_capability().startswith("AVX512")) and _cpu_has_bf16()
+        except AttributeError:
+            return False
+    return False
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False

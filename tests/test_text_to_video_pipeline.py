@@ -1,0 +1,98 @@
+"""CogVideoX text-to-video pipeline: reproducible seeds, checks, save/load, CLI (tiny random models)."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vidgen.diffusion.schedules import NoiseSchedule
+from vidgen.errors import VidgenError
+from vidgen.generators.expert_transformer import cogvideox_transformer_tiny
+from vidgen.pipelines import GeneratedVideo, load_pipeline
+from vidgen.pipelines.text_to_video import CogVideoXPipeline
+from vidgen.tokenizers.cogvideox_vae import cogvideox_vae_tiny
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    vae = cogvideox_vae_tiny()
+    transformer = cogvideox_transformer_tiny(in_channels=vae.config.latent_channels, text_dim=384)
+    for p in transformer.parameters():  # zero-initialised output layers would make every video the same
+        p.data.add_(0.02 * torch.randn_like(p))
+    settings = {"default_steps": 4, "default_guidance": 3.0, "num_frames": 5, "height": 32, "width": 32, "fps": 8}
+    return CogVideoXPipeline(vae, transformer, "minilm", NoiseSchedule.cogvideox(), 0.7, settings, device="cpu")
+
+
+def test_generates_video_with_requested_shape_and_reproducible_seed(pipe):
+    video = pipe("a red circle moving left", seed=1, num_frames=5, height=32, width=32, progress=False)
+    assert isinstance(video, GeneratedVideo)
+    assert video.tensor.shape == (3, 5, 32, 32)
+    assert video.frames.shape == (5, 32, 32, 3) and video.frames.dtype.name == "uint8"
+    assert video.tensor.min() >= -1 and video.tensor.max() <= 1
+    again = pipe("a red circle moving left", seed=1, num_frames=5, height=32, width=32, progress=False)
+    assert torch.equal(video.tensor, again.tensor)
+    other_seed = pipe("a red circle moving left", seed=2, num_frames=5, height=32, width=32, progress=False)
+    assert not torch.equal(video.tensor, other_seed.tensor)
+    other_prompt = pipe("a blue square moving up", seed=1, num_frames=5, height=32, width=32, progress=False)
+    assert not torch.equal(video.tensor, other_prompt.tensor)
+    negative = pipe("a red circle moving left", seed=1, num_frames=5, height=32, width=32, progress=False,
+                    negative_prompt="a green triangle")
+    assert not torch.equal(video.tensor, negative.tensor)
+    assert video.info["seed"] == 1 and video.info["steps"] == 4
+
+
+def test_callback_sees_every_step_and_samplers_differ(pipe):
+    steps = []
+    ddim = pipe("a red circle", seed=0, num_frames=1, height=32, width=32, num_inference_steps=5, sampler="ddim",
+                progress=False, callback=lambda s: steps.append(s["i"]))
+    assert steps == [0, 1, 2, 3, 4]
+    # DPM-Solver++(2M) is first order (= DDIM) on its first two steps from zero SNR and its last: 5 steps differ
+    dpm = pipe("a red circle", seed=0, num_frames=1, height=32, width=32, num_inference_steps=5, progress=False)
+    assert ddim.tensor.shape == (3, 1, 32, 32) and not torch.equal(ddim.tensor, dpm.tensor)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_frames": 6}, "num_frames=6 is not allowed: this model takes 4k\\+1 frames"),
+    ({"num_frames": 0}, "num_frames=0"),
+    ({"height": 40}, "height=40 is not allowed: use a multiple of 16"),
+    ({"width": 8}, "width=8 is not allowed"),
+    ({"num_inference_steps": 0}, "num_inference_steps=0"),
+    ({"guidance_scale": -1.0}, "guidance_scale=-1.0"),
+    ({"sampler": "euler"}, "sampler='euler'"),
+    ({"seed": -3}, "seed=-3"),
+])
+def test_bad_requests_get_clear_errors(pipe, kwargs, message):
+    with pytest.raises(VidgenError, match=message):
+        pipe("a red circle", progress=False, **kwargs)
+
+
+def test_bad_prompts(pipe):
+    with pytest.raises(VidgenError, match="prompt is empty"):
+        pipe("   ", progress=False)
+    with pytest.raises(VidgenError, match="at most 2000"):
+        pipe("a" * 5000, progress=False)
+    with pytest.raises(VidgenError, match="prompt must be a string"):
+        pipe(42, progress=False)
+
+
+def test_save_load_round_trip_and_cli(pipe, tmp_path):
+    folder = pipe.save_pretrained(tmp_path / "pipe")
+    loaded = load_pipeline(folder, device="cpu")
+    a = pipe("a red circle", seed=0, num_frames=5, height=32, width=32, progress=False)
+    b = loaded("a red circle", seed=0, num_frames=5, height=32, width=32, progress=False)
+    torch.testing.assert_close(a.tensor, b.tensor, atol=1e-5, rtol=0)
+    out = tmp_path / "out.gif"
+    result = subprocess.run([sys.executable, "-m", "vidgen.cli.main", "generate", "a red circle", "-o", str(out),
+                             "--model", str(folder), "--steps", "2", "--no-progress"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 100 and "wrote" in result.stdout
+    bad = subprocess.run([sys.executable, "-m", "vidgen.cli.main", "generate", "a red circle", "-o",
+                          str(tmp_path / "x.mp4"), "--model", str(folder), "--frames", "8"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "num_frames=8 is not allowed" in bad.stderr and "Traceback" not in bad.stderr
+    missing = subprocess.run([sys.executable, "-m", "vidgen.cli.main", "generate", "x", "-o", "x.mp4", "--model",
+                              str(tmp_path / "nope")], capture_output=True, text=True, timeout=300)
+    assert missing.returncode == 2 and "neither a local folder nor a bundled model" in missing.stderr
