@@ -1,0 +1,185 @@
+"""Normalisation layers for video tensors (B, C, T, H, W).
+
+`GroupNorm3d` is GroupNorm with an explicit *scope* for its statistics:
+
+    "frame": mean/variance over (C / groups, H, W) of each frame separately. Every frame is normalised
+             on its own, so a causal model stays causal and processing a video in chunks of frames
+             gives exactly the same result as one pass. vidgen's own video models use this.
+    "chunk": mean/variance over (C / groups, T, H, W) of whatever frames are in the tensor (what
+             `nn.GroupNorm` does on a 5D tensor). The result depends on how a video is cut into chunks;
+             this is what diffusers' CogVideoX VAE does, kept for numerical compatibility with its
+             weights (which then must be run with its chunking).
+
+`SpatialNorm3d` (Zhu et al. 2022, "MoVQ", used by CogVideoX's decoder) conditions the normalisation on
+a latent: GroupNorm(f) * scale(z) + shift(z), where scale and shift are 1x1x1 convs of z brought to
+the resolution of f by nearest-neighbour upsampling.
+
+Both take an optional `out` tensor (inference only) so the caller can have them write into a
+pre-allocated buffer, e.g. the padded input of the next causal conv.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from vidgen.errors import VidgenError
+
+NormScope = Literal["frame", "chunk"]
+
+__all__ = ["GroupNorm3d", "SpatialNorm3d", "group_norm_scale_shift", "group_norm_stats"]
+
+
+def group_norm_stats(x: torch.Tensor, num_groups: int, scope: NormScope) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (biased) variance of each group: (B, G, T) for scope "frame", (B, G, 1) for "chunk".
+
+    Float32 whatever the dtype of x, and without autograd. `batch_norm_update_stats` computes per-row
+    moments of a (1, rows, n) view in one vectorised pass without allocating anything activation-sized
+    (`torch.var_mean` is ~10x slower on CPU). Per-frame group statistics combine the per-(channel,
+    frame) rows of a group exactly (equal counts): var = mean(row var) + var(row means).
+    """
+    B, C = x.shape[:2]
+    G = num_groups
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.float()
+    if scope == "chunk":
+        mean, var = torch.batch_norm_update_stats(x.reshape(1, B * G, -1), None, None, 0.0)
+        return mean.view(B, G, 1), var.view(B, G, 1)
+    if x.ndim != 5:
+        raise VidgenError(f"GroupNorm3d with scope 'frame' needs (B, C, T, H, W), got shape {tuple(x.shape)}")
+    T = x.shape[2]
+    row_mean, row_var = torch.batch_norm_update_stats(x.reshape(1, B * C * T, -1), None, None, 0.0)
+    row_mean, row_var = row_mean.view(B, G, C // G, T), row_var.view(B, G, C // G, T)
+    mean = row_mean.mean(dim=2)
+    var = row_var.mean(dim=2) + (row_mean - mean.unsqueeze(2)).square().mean(dim=2)
+    return mean, var
+
+
+def group_norm_scale_shift(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None,
+                           bias: torch.Tensor | None, eps: float, scope: NormScope
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (scale, shift) such that GroupNorm(x) = x * scale + shift (no autograd).
+
+    x: (B, C, T, H, W) -> scale, shift: (B, C, T, 1, 1) for scope "frame", (B, C, 1, 1, 1) for "chunk",
+    in float32.
+    """
+    B, C = x.shape[:2]
+    G = num_groups
+    with torch.no_grad():
+        mean, var = group_norm_stats(x, G, scope)  # (B, G, T or 1)
+        rstd = torch.rsqrt(var + eps)
+        view = (1, G, C // G, 1)
+        scale = rstd.unsqueeze(2) if weight is None else rstd.unsqueeze(2) * weight.float().view(view)
+        shift = -mean.unsqueeze(2) * scale
+        if bias is not None:
+            shift += bias.float().view(view)
+    trailing = (1,) * (x.ndim - 3)
+    return scale.reshape(B, C, -1, *trailing), shift.reshape(B, C, -1, *trailing)
+
+
+class GroupNorm3d(nn.Module):
+    """GroupNorm for (B, C, T, H, W) with statistics per frame ("frame") or over the chunk ("chunk").
+
+    Parameters are named like `nn.GroupNorm` (`weight`, `bias`), so its weights load as they are.
+    With autograd on it runs PyTorch's fused GroupNorm (per frame: on the frames folded into the
+    batch); without, it computes scale and shift and applies them in one pass, optionally into `out`.
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-6, affine: bool = True,
+                 scope: NormScope = "frame"):
+        super().__init__()
+        if num_channels % num_groups != 0:
+            raise VidgenError(f"num_groups ({num_groups}) must divide num_channels ({num_channels})")
+        if scope not in ("frame", "chunk"):
+            raise VidgenError(f"norm scope must be 'frame' or 'chunk', got {scope!r}")
+        self.num_groups, self.num_channels, self.eps, self.scope = num_groups, num_channels, eps, scope
+        self.weight = nn.Parameter(torch.ones(num_channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(num_channels)) if affine else None
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, scope={self.scope}"
+
+    def scale_shift(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return group_norm_scale_shift(x, self.num_groups, self.weight, self.bias, self.eps, self.scope)
+
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """x (B, C, T, H, W) -> normalised x, written into `out` if given (inference only)."""
+        if torch.is_grad_enabled() and out is None:
+            if self.scope == "chunk":
+                return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+            T = x.shape[2]
+            frames = rearrange(x, "b c t h w -> (b t) c h w")
+            y = F.group_norm(frames, self.num_groups, self.weight, self.bias, self.eps)
+            return rearrange(y, "(b t) c h w -> b c t h w", t=T)
+        scale, shift = self.scale_shift(x)
+        scale, shift = scale.to(x.dtype), shift.to(x.dtype)
+        if out is None:
+            return torch.addcmul(shift, x, scale)
+        return torch.addcmul(shift, x, scale, out=out)
+
+
+class SpatialNorm3d(nn.Module):
+    """GroupNorm(f) * scale(z) + shift(z), with z a latent of lower resolution than f.
+
+    f: (B, C, T, H, W); z: (B, C_z, T_z, H_z, W_z) with H = H_z * 2^i, W = W_z * 2^j and, in time,
+    either T = T_z * r, or (when `first_frame_alone`, i.e. the chunk starts the video) the first frame
+    of f matching the first frame of z and the other T - 1 frames the other T_z - 1 latents, r each.
+
+    scale and shift come from one 1x1x1 conv of z, applied at the latent resolution and *then*
+    upsampled (a pointwise conv commutes with nearest-neighbour upsampling). The upsampling itself is
+    never materialised: f is viewed as (B, C, T_z, r, H_z, 2^i, W_z, 2^j) and the latent-resolution
+    factors broadcast over it, so the whole layer is one pass over f.
+    """
+
+    def __init__(self, channels: int, z_channels: int, num_groups: int, eps: float = 1e-6,
+                 scope: NormScope = "frame"):
+        super().__init__()
+        self.norm = GroupNorm3d(num_groups, channels, eps=eps, scope=scope)
+        self.to_scale_shift = nn.Conv3d(z_channels, 2 * channels, kernel_size=1)
+
+    def forward(self, f: torch.Tensor, z: torch.Tensor, first_frame_alone: bool = True,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        B, C, T, H, W = f.shape
+        scale_z, shift_z = self.to_scale_shift(z).chunk(2, dim=1)  # (B, C, T_z, H_z, W_z) each
+        if first_frame_alone and T > 1 and z.shape[2] > 1:
+            segments = [(slice(0, 1), slice(0, 1)), (slice(1, T), slice(1, z.shape[2]))]
+        else:
+            segments = [(slice(0, T), slice(0, z.shape[2]))]
+        grad = torch.is_grad_enabled() and out is None
+        if grad:
+            f = self.norm(f)  # autograd: normalise first, then modulate below
+        else:
+            a, c = self.norm.scale_shift(f)  # GroupNorm(f) = f * a + c; a, c: (B, C, T or 1, 1, 1)
+        results = []
+        for f_frames, z_frames in segments:
+            f_seg = f[:, :, f_frames]
+            s, b = scale_z[:, :, z_frames], shift_z[:, :, z_frames]
+            Tz, Hz, Wz = s.shape[2:]
+            Tf = f_seg.shape[2]
+            if Tf % Tz or H % Hz or W % Wz:
+                raise VidgenError(f"SpatialNorm3d: latent of shape {tuple(z.shape)} does not tile features "
+                                  f"of shape {tuple(f.shape)}")
+            rt, rh, rw = Tf // Tz, H // Hz, W // Wz
+            f_view = f_seg.reshape(B, C, Tz, rt, Hz, rh, Wz, rw)  # upsampling = broadcasting over this view
+            s = s.reshape(B, C, Tz, 1, Hz, 1, Wz, 1)
+            b = b.reshape(B, C, Tz, 1, Hz, 1, Wz, 1)
+            if grad:
+                results.append(torch.addcmul(b, f_view, s).reshape(B, C, Tf, H, W))
+                continue
+            a_seg, c_seg = (a, c) if a.shape[2] == 1 else (a[:, :, f_frames], c[:, :, f_frames])
+            a_seg = a_seg.reshape(B, C, -1, 1 if a_seg.shape[2] == 1 else rt, 1, 1, 1, 1)
+            c_seg = c_seg.reshape(a_seg.shape)
+            # (f * a + c) * s + b  ==  f * (a * s) + (c * s + b): both factors live at latent resolution.
+            factor = (a_seg * s.float()).to(f.dtype)
+            offset = (c_seg * s.float() + b.float()).to(f.dtype)
+            if out is None:
+                results.append(torch.addcmul(offset, f_view, factor).reshape(B, C, Tf, H, W))
+            else:
+                torch.addcmul(offset, f_view, factor, out=out[:, :, f_frames].view(f_view.shape))
+        if out is not None:
+            return out
+        return results[0] if len(results) == 1 else torch.cat(results, dim=2)
