@@ -1,0 +1,219 @@
+"""Non-autoregressive (MaskGIT / MAGVIT COMMIT) and autoregressive decoding of masked token models."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vidgen.errors import VidgenError
+from vidgen.generators.decoding import decode_autoregressive, decode_nonautoregressive, sample_logits
+from vidgen.generators.masked_transformer import MaskedTokenTransformer, magvit_transformer_tiny
+from vidgen.tasks import prepare_condition
+
+GRID = (2, 4, 4)
+N = 32
+K = 16
+MASK = K
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # The CI machine is shared: with oversubscribed cores, OpenMP barriers make small ops ~100x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class TargetModel(torch.nn.Module):
+    """A stub masked model whose logits put all the mass on a known target grid; records every call."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target  # (B, t, h, w)
+        self.config = SimpleNamespace(grid=GRID, codebook_size=K)
+        self.mask_token_id = MASK
+        self.calls = []
+
+    def forward(self, tokens, task=None, class_labels=None, condition_positions=None, text=None, text_mask=None):
+        self.calls.append({"tokens": tokens.clone(), "refine": condition_positions.clone(),
+                           "labels": class_labels})
+        target = self.target.repeat(tokens.shape[0] // self.target.shape[0], 1, 1, 1)
+        return F.one_hot(target, K).float() * 1e4
+
+
+def _target(b=2, seed=0):
+    return torch.randint(0, K, (b, *GRID), generator=torch.Generator().manual_seed(seed))
+
+
+def _condition(b=2):
+    tokens = (_target(b, seed=9) + 1) % K  # differs from the target everywhere
+    mask = torch.zeros(b, *GRID, dtype=torch.bool)
+    mask[:, 0] = True  # the first token frame is given (frame prediction)
+    return tokens, mask
+
+
+# ----------------------------------------------------------------------------- non-autoregressive
+
+
+def test_decoding_returns_the_target_and_follows_the_cosine_schedule():
+    target = _target()
+    model = TargetModel(target)
+    counts = []
+    out = decode_nonautoregressive(model, task="CG", batch_size=2, num_steps=12,
+                                   generator=torch.Generator().manual_seed(0),
+                                   callback=lambda step, info: counts.append(info["masked"].sum(1).tolist()))
+    assert torch.equal(out, target)
+    assert len(model.calls) == 12
+    expected = [max(1, math.floor(math.cos(math.pi / 2 * (k + 1) / 12) * N)) for k in range(11)] + [0]
+    assert [c[0] for c in counts] == expected and [c[1] for c in counts] == expected
+    assert (model.calls[0]["tokens"] == MASK).all()  # all masked at the start, no condition
+
+
+def test_commit_decoding_starts_from_and_reinserts_condition_tokens():
+    target = _target()
+    z_cond, region = _condition()
+    model = TargetModel(target)
+    masks = []
+    out = decode_nonautoregressive(model, task="FP", condition_tokens=z_cond, condition_mask=region,
+                                   generator=torch.Generator().manual_seed(1),
+                                   callback=lambda step, info: masks.append(info["masked"]))
+    first = model.calls[0]
+    assert torch.equal(first["tokens"][region], z_cond[region])  # condition region starts at z~
+    assert (first["tokens"][~region] == MASK).all()
+    assert torch.equal(first["refine"], region)
+    for step in range(1, len(model.calls)):
+        tokens, refine = model.calls[step]["tokens"], model.calls[step]["refine"]
+        still = masks[step - 1].view_as(tokens)
+        assert torch.equal(tokens[still & region], z_cond[still & region])  # re-inserted every step
+        assert (tokens[still & ~region] == MASK).all()
+        assert torch.equal(tokens[~still], target[~still])  # decided positions keep their samples
+        assert torch.equal(refine, still & region)
+    assert torch.equal(out, target)  # COMMIT refines the condition tokens towards the model's prediction
+
+
+def test_fixed_condition_tokens_are_never_changed():
+    target = _target()
+    z_cond, region = _condition()
+    model = TargetModel(target)
+    counts = []
+    out = decode_nonautoregressive(model, task="FP", condition_tokens=z_cond, condition_mask=region,
+                                   refine_condition=False, generator=torch.Generator().manual_seed(2),
+                                   callback=lambda step, info: counts.append(info["masked"].sum(1)[0].item()))
+    assert torch.equal(out[region], z_cond[region]) and torch.equal(out[~region], target[~region])
+    for call in model.calls:
+        assert torch.equal(call["tokens"][region], z_cond[region]) and not call["refine"].any()
+    free = N - 16  # the schedule runs over the positions to generate only
+    assert counts[0] == math.floor(math.cos(math.pi / 2 / 12) * free)
+
+
+def test_guidance_is_one_batched_pass_with_the_null_condition():
+    a, b = 3, 5
+
+    class ClassModel(TargetModel):
+        def forward(self, tokens, task=None, class_labels=None, condition_positions=None, **kw):
+            self.calls.append({"tokens": tokens.clone(), "refine": condition_positions.clone(),
+                               "labels": class_labels})
+            logits = torch.zeros(*tokens.shape, K)
+            cond = (class_labels >= 0)[:, None, None, None]
+            logits[..., a] = torch.where(cond, 1.0, 0.0)  # conditional: b slightly ahead of a
+            logits[..., b] = torch.where(cond, 1.2, 1.5)  # unconditional: b far ahead
+            return logits
+
+    z_cond, region = _condition()
+    plain = ClassModel(_target())
+    out = decode_nonautoregressive(plain, task="CFP", class_labels=torch.tensor([1, 2]), temperature=0.0,
+                                   condition_tokens=z_cond, condition_mask=region)
+    assert (out == b).all() and plain.calls[0]["tokens"].shape[0] == 2
+    guided = ClassModel(_target())
+    out = decode_nonautoregressive(guided, task="CFP", class_labels=torch.tensor([1, 2]), temperature=0.0,
+                                   guidance_scale=3.0, condition_tokens=z_cond, condition_mask=region)
+    assert (out == a).all()  # 0 + 3 (1 - 0) = 3 beats 1.5 + 3 (1.2 - 1.5) = 0.6
+    first = guided.calls[0]
+    assert first["tokens"].shape[0] == 4 and len(guided.calls) == 12  # cond and uncond in one pass per step
+    assert first["labels"].tolist() == [1, 2, -1, -1]
+    assert torch.equal(first["refine"][:2], region) and not first["refine"][2:].any()
+    assert (first["tokens"][2:] == MASK).all()  # the unconditional half never sees the condition tokens
+
+
+def test_seeds_reproduce_with_a_real_model():
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(magvit_transformer_tiny()).eval()
+
+    def run(seed, **kw):
+        return decode_nonautoregressive(model, task="CG", class_labels=torch.tensor([0, 1, 2]), num_steps=6,
+                                        generator=torch.Generator().manual_seed(seed), **kw)
+
+    assert torch.equal(run(0), run(0))
+    assert not torch.equal(run(0), run(1))
+    assert torch.equal(run(0, guidance_scale=2.0), run(0, guidance_scale=2.0))
+    ar = [decode_autoregressive(model, task="CG", batch_size=2, generator=torch.Generator().manual_seed(3))
+          for _ in range(2)]
+    assert torch.equal(ar[0], ar[1]) and ar[0].max() < 32
+
+
+def test_end_to_end_frame_prediction_with_a_stand_in_tokenizer():
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(magvit_transformer_tiny()).eval()
+
+    class Tokenizer:
+        def encode(self, video):
+            return (F.avg_pool3d(video, (2, 4, 4)).mean(1) * 15 + 16).long().clamp(0, 31)
+
+    video = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+    cond = prepare_condition("FP", video, Tokenizer())
+    out = decode_nonautoregressive(model, task="FP", condition_tokens=cond.tokens, condition_mask=cond.mask,
+                                   refine_condition=False, num_steps=4, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, *model.config.grid) and torch.equal(out[cond.mask], cond.tokens[cond.mask])
+
+
+def test_decoding_rejects_bad_arguments():
+    model = TargetModel(_target())
+    z_cond, region = _condition()
+    with pytest.raises(VidgenError, match="give both or neither"):
+        decode_nonautoregressive(model, condition_tokens=z_cond)
+    with pytest.raises(VidgenError, match="must both be \\(B, 2, 4, 4\\)"):
+        decode_nonautoregressive(model, condition_tokens=z_cond[:, :1], condition_mask=region[:, :1])
+    with pytest.raises(VidgenError, match="num_steps=0"):
+        decode_nonautoregressive(model, num_steps=0)
+    with pytest.raises(VidgenError, match="class_labels has batch size 3, expected 2"):
+        decode_nonautoregressive(model, condition_tokens=z_cond, condition_mask=region,
+                                 class_labels=torch.tensor([0, 1, 2]))
+    with pytest.raises(VidgenError, match="temperature=-1"):
+        sample_logits(torch.zeros(2, K), -1, None)
+
+
+# ----------------------------------------------------------------------------- autoregressive baseline
+
+
+def test_autoregressive_decodes_one_token_per_pass_in_raster_order():
+    target = _target()
+    z_cond, region = _condition()
+    model = TargetModel(target)
+    out = decode_autoregressive(model, task="FP", condition_tokens=z_cond, condition_mask=region,
+                                generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, target)
+    assert len(model.calls) == N  # one forward pass per token
+    for i, call in enumerate(model.calls):
+        flat, refine = call["tokens"].flatten(1), call["refine"].flatten(1)
+        assert torch.equal(flat[:, :i], target.flatten(1)[:, :i])  # earlier tokens known
+        later = flat[:, i:]
+        in_region = region.flatten(1)[:, i:]
+        assert (later[~in_region] == MASK).all()  # i and later: [MASK] ...
+        assert torch.equal(later[in_region], z_cond.flatten(1)[:, i:][in_region])  # ... or z~ in the region
+        assert torch.equal(refine[:, i:], in_region) and not refine[:, :i].any()
+
+
+def test_autoregressive_skips_fixed_condition_positions_and_can_stop_early():
+    target = _target()
+    z_cond, region = _condition()
+    model = TargetModel(target)
+    out = decode_autoregressive(model, task="FP", condition_tokens=z_cond, condition_mask=region,
+                                refine_condition=False, generator=torch.Generator().manual_seed(0))
+    assert len(model.calls) == N - 16
+    assert torch.equal(out[region], z_cond[region]) and torch.equal(out[~region], target[~region])
+    partial = decode_autoregressive(TargetModel(target), task="CG", batch_size=2, max_tokens=5)
+    assert torch.equal(partial.flatten(1)[:, :5], target.flatten(1)[:, :5])
+    assert (partial.flatten(1)[:, 5:] == MASK).all()
