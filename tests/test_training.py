@@ -3,6 +3,8 @@ recipes and the `vidgen train` CLI."""
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import math
 import os
@@ -59,8 +61,9 @@ def noisy_objective(model, batch, generator):
 
 
 def config(**overrides) -> TrainConfig:
-    base = dict(steps=8, batch_size=4, grad_accum=2, lr=3e-3, warmup_steps=2, ema_decay=0.9, seed=7,
-                device="cpu", log_every=2, checkpoint_every=3, keep_checkpoints=2, weight_decay=0.01)
+    base = {"steps": 8, "batch_size": 4, "grad_accum": 2, "lr": 3e-3, "warmup_steps": 2, "ema_decay": 0.9,
+            "seed": 7, "device": "cpu", "log_every": 2, "checkpoint_every": 3, "keep_checkpoints": 2,
+            "weight_decay": 0.01}
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -78,8 +81,8 @@ def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 def assert_identical(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
 
 
 # ----------------------------------------------------------------------------- schedule, data order, EMA
@@ -92,7 +95,7 @@ def test_lr_schedule_warmup_then_cosine():
     assert lrs[4] == pytest.approx(1.0)
     assert lrs[8] == pytest.approx(0.1 + 0.45)  # half-way through the cosine
     assert lrs[12] == pytest.approx(0.1)
-    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[4:]))
 
 
 def test_batch_order_is_seeded_and_resumable():
@@ -320,3 +323,273 @@ def test_train_config_rejects_bad_values():
         TrainConfig(export_dtype="float16")
     with pytest.raises(VidgenError, match="train.device"):
         TrainConfig(device="tpu")
+
+
+# ----------------------------------------------------------------------------- recipes and the CLI
+
+from vidgen.training import recipes as recipes_module
+from vidgen.training.recipes import (
+    BuildContext,
+    RecipeKind,
+    TrainingSetup,
+    load_recipe,
+    parse_recipe,
+    register_kind,
+)
+
+
+class TinyVideoNet(nn.Module):
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv3d(3, width, 1), nn.GELU(), nn.Conv3d(width, 3, 1))
+
+    def forward(self, video):
+        return self.net(video)
+
+
+def _toy_build(recipe, context: BuildContext) -> TrainingSetup:
+    from vidgen.training.cogvideox import SelectKeys
+    from vidgen.training.recipes import build_model
+
+    def objective(model, batch, generator):
+        video = batch["video"]
+        noisy = video + 0.1 * torch.randn(video.shape, generator=generator)
+        return {"loss": (model(noisy) - video).pow(2).mean()}
+
+    def sample_fn(model, step, samples_dir):
+        (samples_dir / f"{step}.txt").write_text(recipe.sections["toy"].note)
+
+    return TrainingSetup(model=build_model(recipe), objective=objective,
+                         dataset=SelectKeys(recipe.data.build(split="train"), ("video",)), sample_fn=sample_fn)
+
+
+@dataclasses.dataclass
+class ToyOptions:
+    note: str = "hello"
+    level: int = 1
+
+
+register_kind(RecipeKind(name="toy-test", description="a test kind", sizes=lambda: {"small": TinyVideoNet},
+                         build=_toy_build, sections={"toy": ToyOptions}, resumable_changes=("toy.note",)))
+
+TOY_RECIPE = """
+kind = "toy-test"
+description = "toy"
+[model]
+size = "small"
+width = 4
+[data]
+name = "shapes"
+num_items = 6
+size = 16
+num_frames = 1
+[train]
+steps = 4
+batch_size = 2
+lr = 1e-2
+log_every = 2
+checkpoint_every = 2
+sample_every = 4
+device = "cpu"
+[output]
+dir = "runs/toy"
+[toy]
+level = 2
+"""
+
+
+def write_toy(tmp_path, text=TOY_RECIPE):
+    path = tmp_path / "toy.toml"
+    path.write_text(text)
+    return path
+
+
+def test_recipe_parsing_and_overrides(tmp_path):
+    recipe = load_recipe(write_toy(tmp_path), ["train.lr=5e-3", "toy.note=hi there", "model.width=8",
+                                               "data.seed=3"])
+    assert recipe.kind == "toy-test" and recipe.name == "toy"
+    assert recipe.train.lr == 5e-3 and recipe.train.steps == 4 and recipe.train.ema  # defaults filled in
+    assert recipe.model.size == "small" and recipe.model.overrides == {"width": 8}
+    assert recipe.data.name == "shapes" and recipe.data.options["seed"] == 3
+    assert recipe.sections["toy"].note == "hi there" and recipe.sections["toy"].level == 2
+    resolved = recipe.to_dict()
+    assert resolved["train"]["lr"] == 5e-3 and resolved["toy"] == {"note": "hi there", "level": 2}
+    # ints are accepted where floats are expected
+    assert load_recipe(write_toy(tmp_path), ["train.lr=1"]).train.lr == 1.0
+
+
+@pytest.mark.parametrize("override, message", [
+    (["train.lr=-1"], r"train.lr = -1"),
+    (["train.steps=\"ten\""], r"train.steps = 'ten' must be an integer"),
+    (["train.bogus=1"], r"unknown key\(s\) train.bogus; \[train\] allows: steps, batch_size"),
+    (["toy.level=1.5"], r"toy.level = 1.5 must be an integer"),
+    (["model.size=\"huge\""], r"model.size = 'huge' is not a size of 'toy-test'; allowed: small"),
+    (["data.name=\"nope\""], r"data.name = 'nope' is not a dataset; allowed: shapes"),
+    (["data.colour=1"], r"unknown option\(s\) data.colour for dataset 'shapes'; allowed: num_items"),
+    (["extra.x=1"], r"unknown key\(s\) extra for kind 'toy-test'; allowed: kind, description, model"),
+    (["kind=\"nope\""], r"unknown recipe kind 'nope'; available kinds: .*cogvideox-vae"),
+    (["train.export_dtype=\"float16\""], r"train.export_dtype = 'float16' is not valid: expected 'float32' or"),
+    (["trainlr"], r"expected SECTION.KEY=VALUE"),
+])
+def test_recipe_errors_name_key_and_allowed_values(tmp_path, override, message):
+    with pytest.raises(VidgenError, match=message):
+        load_recipe(write_toy(tmp_path), override)
+
+
+def test_recipe_lookup_errors(tmp_path):
+    with pytest.raises(VidgenError, match="neither a TOML file nor a shipped recipe; shipped recipes: .*smoke"):
+        load_recipe("no-such-recipe")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("kind = \n")
+    with pytest.raises(VidgenError, match="not valid TOML"):
+        load_recipe(bad)
+    with pytest.raises(VidgenError, match=r"missing the \[output\] table"):
+        parse_recipe({"kind": "toy-test", "model": {"size": "small"}, "data": {"name": "shapes"}})
+
+
+def test_shipped_recipes_parse():
+    shipped = recipes_module.shipped_recipes()
+    names = {p.stem for p in shipped}
+    assert {"cogvideox-shapes-vae", "cogvideox-shapes-transformer", "cogvideox-shapes-vae-smoke",
+            "cogvideox-shapes-transformer-smoke"} <= names
+    for path in shipped:
+        recipe = load_recipe(path.stem)
+        assert recipe.kind in ("cogvideox-vae", "cogvideox-transformer")
+        assert recipe.output.dir == f"runs/{path.stem}"
+
+
+def cli(*argv) -> int:
+    """`vidgen ARGV` through the real entry point, with only the train command registered (so that
+    this file tests `vidgen train`, whatever state the other commands are in)."""
+    from vidgen.cli import main as cli_main
+
+    saved = cli_main.COMMAND_MODULES
+    assert "vidgen.cli.train" in saved
+    cli_main.COMMAND_MODULES = ["vidgen.cli.train"]
+    try:
+        return cli_main.main(list(argv))
+    finally:
+        cli_main.COMMAND_MODULES = saved
+
+
+def test_cli_train_toy_resume_and_refusals(tmp_path, capsys):
+    path = write_toy(tmp_path)
+    out = tmp_path / "run"
+    assert cli("train", str(path), "--output", str(out), "--steps", "2", "--no-progress") == 0
+    assert (out / "final" / "model.safetensors").is_file() and (out / "recipe.json").is_file()
+    assert [s for s, _ in checkpoint_dirs(out / "checkpoints")] == [2]
+    # Without --resume an existing run is never overwritten.
+    assert cli("train", str(path), "--output", str(out), "--no-progress") == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+    # A change that the checkpoint cannot follow is refused, naming the key.
+    assert cli("train", str(path), "--output", str(out), "--resume", "--set", "model.width=8", "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "model.width: 4 -> 8" in err and "cannot resume" in err
+    # Harmless changes (steps, sample notes) are fine; training continues to step 4.
+    assert cli("train", str(path), "--output", str(out), "--resume", "--set", "toy.note=\"x\"",
+               "--no-progress") == 0
+    assert "resumed from" in capsys.readouterr().out
+    assert [s for s, _ in checkpoint_dirs(out / "checkpoints")] == [2, 4]
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert (out / "samples" / "4.txt").is_file()
+
+
+def test_cli_list_and_help(capsys):
+    assert cli("train", "--list") == 0
+    listing = capsys.readouterr().out
+    assert "cogvideox-shapes-vae" in listing and "[cogvideox-transformer]" in listing
+    with pytest.raises(SystemExit):
+        cli("train", "--help")
+    assert "--resume" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- the CogVideoX kinds
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_dir(tmp_path_factory):
+    from vidgen.tokenizers.cogvideox_vae import cogvideox_vae_tiny
+
+    torch.manual_seed(0)
+    return cogvideox_vae_tiny().save_pretrained(tmp_path_factory.mktemp("vae") / "final")
+
+
+def smoke_args(vae_dir) -> list[str]:
+    return ["--set", f"condition.vae=\"{vae_dir}\"", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def transformer_smoke_run(tmp_path_factory, tiny_vae_dir):
+    """`vidgen train cogvideox-shapes-transformer-smoke` once (4 steps), shared by the tests below."""
+    run = tmp_path_factory.mktemp("transformer") / "straight"
+    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(run), *smoke_args(tiny_vae_dir)) == 0
+    return run
+
+
+def test_transformer_smoke_recipe_exports_a_loadable_pipeline(transformer_smoke_run):
+    from vidgen.modeling import load_safetensors, read_json
+
+    run = transformer_smoke_run
+    pipeline = run / "pipeline"
+    settings = read_json(pipeline / "pipeline.json")
+    cache = read_json(next((run / "cache").iterdir()) / "cache.json")
+    assert cache["num_clips"] == 8 and cache["captions"][0] == "" and len(cache["captions"]) > 2
+    # The pipeline folder follows the format that CogVideoXPipeline reads.
+    assert settings["_class_name"] == "CogVideoXPipeline" and settings["text_encoder"] == "minilm"
+    assert settings["text_max_length"] == 16 and settings["default_steps"] == 2
+    assert settings["latent_scaling_factor"] == pytest.approx(cache["scaling_factor"])
+    assert settings["latent_scaling_factor"] == pytest.approx(1.0 / cache["latent_std"])
+    assert (settings["num_frames"], settings["height"], settings["width"]) == (9, 32, 32)
+    assert settings["recipe"] == "cogvideox-shapes-transformer-smoke.toml"
+    assert read_json(pipeline / "vae" / "config.json")["scaling_factor"] == pytest.approx(
+        settings["latent_scaling_factor"])
+    weights = load_safetensors(pipeline / "transformer" / "model.safetensors")
+    assert all(v.dtype == torch.bfloat16 for v in weights.values() if v.is_floating_point())
+    assert sorted(p.suffix for p in (run / "samples").iterdir()) == [".gif"]
+
+    from vidgen.pipelines import load_pipeline
+
+    video = load_pipeline(pipeline, device="cpu")("a red circle moving left", num_inference_steps=2,
+                                                  num_frames=9, height=32, width=32, progress=False)
+    assert tuple(video.tensor.shape) == (3, 9, 32, 32) and torch.isfinite(video.tensor).all()
+
+
+def test_transformer_smoke_resume_is_exact_and_reuses_cache(tmp_path, tiny_vae_dir, transformer_smoke_run, capsys):
+    from vidgen.modeling import load_safetensors
+
+    # 2 steps, then --resume to 4: the same weights as 4 straight steps (posterior samples, caption
+    # dropout and timesteps all come from the checkpointed generator), and the cache is reused.
+    split = tmp_path / "split"
+    args = smoke_args(tiny_vae_dir)
+    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(split), "--steps", "2", *args) == 0
+    assert "latent cache: encoding 8 clips" in capsys.readouterr().out
+    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(split), "--resume", *args) == 0
+    assert "latent cache: reusing" in capsys.readouterr().out
+    a = load_safetensors(transformer_smoke_run / "final" / "model.safetensors")
+    b = load_safetensors(split / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_transformer_objective_caption_dropout_uses_empty_prompt():
+    from vidgen.diffusion import NoiseSchedule
+    from vidgen.training.cogvideox import ConditionOptions, TransformerObjective
+    from vidgen.training.latent_cache import LatentCache
+
+    cache = LatentCache(mean=torch.zeros(4, 2, 1, 2, 2), std=torch.ones(4, 2, 1, 2, 2),
+                        caption_index=torch.tensor([1, 2, 1, 2]), text_embeddings=torch.arange(3.0).view(3, 1, 1),
+                        text_mask=torch.ones(3, 1, dtype=torch.bool), captions=["", "a", "b"],
+                        scaling_factor=0.5, fps=8.0, path=None)
+    seen = []
+
+    def model(z, text, t, text_mask=None):
+        seen.append(text[:, 0, 0].tolist())
+        return torch.zeros_like(z)
+
+    for dropout, expected in ((0.0, [[1, 2, 1, 2]]), (1.0, [[0, 0, 0, 0]])):
+        seen.clear()
+        objective = TransformerObjective(cache, NoiseSchedule(), ConditionOptions(cond_dropout=dropout), "uniform",
+                                         torch.device("cpu"))
+        batch = {"mean": cache.mean, "std": cache.std, "caption_index": cache.caption_index}
+        out = objective(model, batch, torch.Generator().manual_seed(0))
+        assert seen == expected and out["loss"].ndim == 0 and torch.isfinite(out["loss"])

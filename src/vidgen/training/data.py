@@ -15,7 +15,8 @@ decides when to stop (see `Trainer`).
 from __future__ import annotations
 
 import signal
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -38,7 +39,7 @@ class ResumableBatchSampler(Sampler[list[int]]):
     def __init__(self, num_examples: int, batch_size: int, seed: int, start_batch: int = 0,
                  shuffle: bool = True):
         if num_examples <= 0:
-            raise VidgenError(f"the dataset is empty (0 examples): nothing to train on")
+            raise VidgenError("the dataset is empty (0 examples): nothing to train on")
         if batch_size <= 0:
             raise VidgenError(f"batch_size must be a positive integer, got {batch_size}")
         self.num_examples = num_examples

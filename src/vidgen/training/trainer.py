@@ -34,8 +34,9 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -309,7 +310,6 @@ class Trainer:
                     f"(Ctrl-C again to quit without one)")
 
     def train(self) -> TrainResult:
-        config = self.config
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous_handler = signal.signal(signal.SIGINT, self._request_stop) if in_main_thread else None
         self._stop_requested = False

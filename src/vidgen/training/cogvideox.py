@@ -1,0 +1,427 @@
+"""Recipe kinds for CogVideoX (Yang et al. 2024): the 3D causal VAE, then the expert transformer on its
+latents. Each kind is a builder: recipe -> (model, objective, dataset, sample/eval hooks, export).
+
+"cogvideox-vae"          trains `CogVideoXVAE` with the VAE loss of `vidgen.tokenizers.vae_losses` on
+                         (random crops of) clips; samples are original | reconstruction side by side;
+                         eval = PSNR of full-size reconstructions of a few clips the model never trains on.
+"cogvideox-transformer"  trains `CogVideoXTransformer` with the v-prediction loss on latents of a frozen,
+                         trained VAE, conditioned on text embeddings (captions dropped to "" with
+                         probability `cond_dropout`, for classifier-free guidance). Latents and caption
+                         embeddings are computed once and cached (`vidgen.training.latent_cache`).
+                         Exports a pipeline folder (vae/, transformer/, pipeline.json) that
+                         `vidgen.pipelines.CogVideoXPipeline.from_pretrained` loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from vidgen.errors import VidgenError
+from vidgen.modeling import write_json
+from vidgen.training.recipes import (
+    BuildContext,
+    Recipe,
+    RecipeKind,
+    TrainingSetup,
+    build_model,
+    register_kind,
+)
+from vidgen.training.trainer import export_model
+
+# ============================================================================= shared helpers
+
+
+class SelectKeys(Dataset):
+    """A view of a dataset whose items keep only `keys` (Shapes items also carry audio, depth, flow
+    and labels that a VAE never looks at: no point collating them)."""
+
+    def __init__(self, dataset: Dataset, keys: tuple[str, ...]):
+        self.dataset, self.keys = dataset, keys
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.dataset[index]
+        return {k: item[k] for k in self.keys}
+
+
+def _heldout_dataset(recipe: Recipe, count: int) -> Dataset:
+    """`count` clips the model does not train on: the recipe's first dataset with its seed + 1 (every
+    vidgen toy dataset is a pure function of its seed). A dataset without a seed (your own folder)
+    has no held-out part: its first clips are used, and the number is then a training score."""
+    from vidgen.data import DATASETS
+
+    spec = recipe.data
+    options = dict(spec.options)
+    if "seed" in inspect.signature(DATASETS[spec.name].__init__).parameters:
+        options["seed"] = int(options.get("seed", 0)) + 1
+    if "num_items" in inspect.signature(DATASETS[spec.name].__init__).parameters:
+        options["num_items"] = count
+    dataset = dataclasses.replace(spec, options=options, extra=[]).build()
+    return torch.utils.data.Subset(dataset, range(min(count, len(dataset))))
+
+
+def _write_clip(path: Path, video: torch.Tensor, fps: float) -> None:
+    from vidgen.io import write_video
+
+    write_video(path, video.detach().float().clamp(-1, 1).cpu(), fps=fps)
+
+
+# ============================================================================= the VAE kind
+
+
+@dataclasses.dataclass
+class VAETrainOptions:
+    """[vae] table: what the VAE sees in training.
+
+    crop_size:   random square crop (pixels, a multiple of the VAE's spatial compression) of every
+                 clip, 0 = full frames. The VAE is convolutional, so it trains on crops and then
+                 works on full frames at a fraction of the cost (as CogVideoX trains at low res).
+    crop_frames: random window of 4k + 1 frames, 0 = the whole clip.
+    sample_posterior: decode z ~ q(z | x) (True, the VAE objective) or the mean.
+    """
+
+    crop_size: int = 0
+    crop_frames: int = 0
+    sample_posterior: bool = True
+
+    def __post_init__(self) -> None:
+        if self.crop_size < 0 or self.crop_frames < 0:
+            raise VidgenError(f"vae.crop_size and vae.crop_frames must be >= 0 (0 = off), got "
+                              f"{self.crop_size}, {self.crop_frames}")
+
+
+@dataclasses.dataclass
+class VAEEvalOptions:
+    """[eval] table: held-out reconstructions (PSNR at train.eval_every, videos at train.sample_every)."""
+
+    clips: int = 4              # held-out clips scored for PSNR
+    sample_clips: int = 2       # of which this many are written as original | reconstruction videos
+    format: str = "gif"         # "gif" or "mp4"
+    fps: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.clips < 1 or not 0 <= self.sample_clips <= self.clips:
+            raise VidgenError(f"eval.clips must be >= 1 and 0 <= eval.sample_clips <= eval.clips; got "
+                              f"{self.clips}, {self.sample_clips}")
+        if self.format not in ("gif", "mp4"):
+            raise VidgenError(f"eval.format = {self.format!r}: expected 'gif' or 'mp4'")
+
+
+def random_crop(video: torch.Tensor, size: int, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-clip random crop of video (B, C, T, H, W) to (B, C, frames, size, size); 0 keeps a dim.
+    Offsets come from `generator` (checkpointed), so training stays exactly resumable."""
+    b, _, t, h, w = video.shape
+    size_h, size_w = (size or h), (size or w)
+    frames = frames or t
+    if size_h > h or size_w > w or frames > t:
+        raise VidgenError(f"crop ({frames} frames, {size} px) is larger than the clips "
+                          f"({t} frames, {h}x{w}); lower vae.crop_size / vae.crop_frames")
+    if (size_h, size_w, frames) == (h, w, t):
+        return video
+    from vidgen.diffusion.rng import randint
+
+    t0 = randint(0, t - frames + 1, (b,), generator).tolist()
+    y0 = randint(0, h - size_h + 1, (b,), generator).tolist()
+    x0 = randint(0, w - size_w + 1, (b,), generator).tolist()
+    return torch.stack([video[i, :, t0[i]:t0[i] + frames, y0[i]:y0[i] + size_h, x0[i]:x0[i] + size_w]
+                        for i in range(b)])
+
+
+def _vae_sizes() -> dict[str, Any]:
+    from vidgen.tokenizers import cogvideox_vae as m
+
+    return {"tiny": m.cogvideox_vae_tiny, "shapes": m.cogvideox_vae_shapes, "2b": m.cogvideox_vae_2b,
+            "5b": m.cogvideox_vae_5b}
+
+
+def _make_vae_loss(options: dict[str, Any]) -> Any:
+    try:
+        from vidgen.tokenizers import vae_losses
+    except ImportError:
+        raise VidgenError("the cogvideox-vae kind needs vidgen.tokenizers.vae_losses, which this "
+                          "installation does not have") from None
+    return vae_losses.make_vae_loss(**options)
+
+
+def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
+    options: VAETrainOptions = recipe.sections["vae"]
+    evaluation: VAEEvalOptions = recipe.sections["eval"]
+    model = build_model(recipe)
+    s, t = model.config.spatial_compression, model.config.temporal_compression
+    if options.crop_size % s:
+        raise VidgenError(f"vae.crop_size = {options.crop_size} must be a multiple of the spatial "
+                          f"compression {s} (or 0)")
+    if options.crop_frames and (options.crop_frames - 1) % t:
+        raise VidgenError(f"vae.crop_frames = {options.crop_frames} must be {t}k + 1 (or 0)")
+    loss_fn = _make_vae_loss(recipe.sections["loss"])
+    dataset = SelectKeys(recipe.data.build(split="train"), ("video",))
+
+    def objective(model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
+        video = random_crop(batch["video"], options.crop_size, options.crop_frames, generator)
+        reconstruction, posterior = model(video, sample=options.sample_posterior, generator=generator)
+        return loss_fn(video, reconstruction, posterior)
+
+    heldout = torch.stack([item["video"] for item in _heldout_dataset(recipe, evaluation.clips)])
+
+    def reconstruct(model: nn.Module) -> torch.Tensor:
+        video = heldout.to(context.device)
+        return model.decode(model.encode(video)).float().clamp(-1, 1)
+
+    def eval_fn(model: nn.Module, step: int) -> dict[str, float]:
+        from vidgen.evaluation.metrics import psnr
+
+        return {"psnr": psnr(reconstruct(model).cpu(), heldout)}
+
+    def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:
+        if not evaluation.sample_clips:
+            return
+        reconstruction = reconstruct(model).cpu()
+        for i in range(evaluation.sample_clips):
+            side_by_side = torch.cat([heldout[i], reconstruction[i]], dim=-1)  # (3, T, H, 2W)
+            _write_clip(samples_dir / f"step_{step:07d}_recon_{i}.{evaluation.format}", side_by_side,
+                        evaluation.fps)
+
+    return TrainingSetup(model=model, objective=objective, dataset=dataset, sample_fn=sample_fn,
+                         eval_fn=eval_fn)
+
+
+register_kind(RecipeKind(
+    name="cogvideox-vae",
+    description="CogVideoX 3D causal KL VAE on video clips (reconstruction + KL loss)",
+    sizes=_vae_sizes,
+    build=build_vae,
+    sections={"vae": VAETrainOptions, "loss": dict, "eval": VAEEvalOptions},
+    resumable_changes=("eval.",),
+))
+
+
+# ============================================================================= the transformer kind
+
+
+@dataclasses.dataclass
+class ConditionOptions:
+    """[condition] table: the frozen VAE and text encoder, and how conditioning is trained.
+
+    vae: folder of the trained VAE (`save_pretrained` output, e.g. runs/cogvideox-shapes-vae/final)
+         or a bundled model name.
+    latents: "sample" draws z = mean + std * eps from the cached posterior every step (with the
+             checkpointed generator: resumable), "mean" always uses the posterior mean.
+    cond_dropout: probability that a caption is replaced by "" (trains the unconditional model that
+             classifier-free guidance needs).
+    """
+
+    vae: str = "runs/cogvideox-shapes-vae/final"
+    text_encoder: str = "minilm"
+    text_max_length: int = 32
+    cond_dropout: float = 0.1
+    latents: str = "sample"
+    encode_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.cond_dropout <= 1.0:
+            raise VidgenError(f"condition.cond_dropout = {self.cond_dropout}: expected a probability in [0, 1]")
+        if self.latents not in ("sample", "mean"):
+            raise VidgenError(f"condition.latents = {self.latents!r}: expected 'sample' or 'mean'")
+        if self.encode_batch_size < 1:
+            raise VidgenError(f"condition.encode_batch_size = {self.encode_batch_size}: expected >= 1")
+
+
+@dataclasses.dataclass
+class DiffusionOptions:
+    """[diffusion] table: the `NoiseSchedule` fields and how training timesteps are drawn."""
+
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    snr_shift_scale: float = 1.0
+    rescale_betas_zero_snr: bool = True
+    timestep_sampling: str = "uniform"   # "uniform", "stratified_rank" or "stratified_slot"
+
+    def schedule(self) -> Any:
+        from vidgen.diffusion import NoiseSchedule
+
+        fields = {f.name for f in dataclasses.fields(NoiseSchedule)}
+        return NoiseSchedule(**{k: v for k, v in dataclasses.asdict(self).items() if k in fields})
+
+    def __post_init__(self) -> None:
+        self.schedule()  # validates the schedule fields now, not after the cache is built
+        if self.timestep_sampling not in ("uniform", "stratified_rank", "stratified_slot"):
+            raise VidgenError(f"diffusion.timestep_sampling = {self.timestep_sampling!r}: expected 'uniform', "
+                              f"'stratified_rank' or 'stratified_slot'")
+
+
+@dataclasses.dataclass
+class SampleOptions:
+    """[sample] table: sample videos during training, and the defaults written to pipeline.json."""
+
+    prompts: list[str] = dataclasses.field(default_factory=lambda: [
+        "a red circle moving left", "a green square moving up", "a blue triangle moving right"])
+    steps: int = 25
+    guidance: float = 6.0
+    sampler: str = "dpm++"      # "dpm++" (DPM-Solver++(2M)) or "ddim"
+    seed: int = 0
+    format: str = "gif"         # "gif" or "mp4"
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.guidance < 0:
+            raise VidgenError(f"sample.steps must be >= 1 and sample.guidance >= 0; got {self.steps}, "
+                              f"{self.guidance}")
+        if self.sampler not in ("dpm++", "ddim"):
+            raise VidgenError(f"sample.sampler = {self.sampler!r}: expected 'dpm++' or 'ddim'")
+        if self.format not in ("gif", "mp4"):
+            raise VidgenError(f"sample.format = {self.format!r}: expected 'gif' or 'mp4'")
+
+
+def _transformer_sizes() -> dict[str, Any]:
+    from vidgen.generators import expert_transformer as m
+
+    # in_channels and text_dim are always set from the VAE and the text encoder (see build_transformer).
+    return {"tiny": m.cogvideox_transformer_tiny, "shapes": m.cogvideox_transformer_shapes}
+
+
+class TransformerObjective:
+    """v-prediction loss on cached latents with caption dropout; every draw from `generator`."""
+
+    def __init__(self, cache: Any, schedule: Any, condition: ConditionOptions, timestep_sampling: str,
+                 device: torch.device):
+        self.text_embeddings = cache.text_embeddings.to(device)  # (U, L, D), row 0 = ""
+        self.text_mask = cache.text_mask.to(device)              # (U, L)
+        self.scaling_factor = cache.scaling_factor
+        self.schedule = schedule
+        self.condition = condition
+        self.timestep_sampling = timestep_sampling
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
+                 ) -> dict[str, torch.Tensor]:
+        from vidgen.diffusion import rand, randn, v_prediction_loss
+
+        mean, std = batch["mean"], batch["std"]  # (B, C, T', H', W')
+        z = mean
+        if self.condition.latents == "sample":
+            z = mean + std * randn(mean.shape, generator, mean.device, torch.float32)
+        x0 = z * self.scaling_factor
+        index = batch["caption_index"]  # (B,)
+        if self.condition.cond_dropout > 0:
+            drop = rand(index.shape, generator, index.device) < self.condition.cond_dropout
+            index = torch.where(drop, torch.zeros_like(index), index)  # row 0 is the empty prompt
+
+        def model_fn(z_t: torch.Tensor, t: torch.Tensor, text_embeddings: torch.Tensor,
+                     text_mask: torch.Tensor) -> torch.Tensor:
+            return model(z_t, text_embeddings, t, text_mask=text_mask)
+
+        out = v_prediction_loss(model_fn, x0, {"text_embeddings": self.text_embeddings[index],
+                                               "text_mask": self.text_mask[index]},
+                                self.schedule, generator, timestep_sampling=self.timestep_sampling)
+        return {"loss": out["loss"]}
+
+
+def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
+    from vidgen.modeling import resolve_model_path
+    from vidgen.text import load_text_encoder
+    from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
+    from vidgen.training.latent_cache import CachedLatents, build_cache, cache_key
+
+    condition: ConditionOptions = recipe.sections["condition"]
+    diffusion: DiffusionOptions = recipe.sections["diffusion"]
+    sample: SampleOptions = recipe.sections["sample"]
+    schedule = diffusion.schedule()
+
+    vae_folder = resolve_model_path(condition.vae)
+    vae = CogVideoXVAE.from_pretrained(vae_folder, device=context.device).eval().requires_grad_(False)
+    text_encoder = load_text_encoder(condition.text_encoder, max_length=condition.text_max_length,
+                                     device=context.device)
+    key = cache_key(vae_folder, recipe.data.to_dict(), condition.text_encoder, condition.text_max_length)
+    cache = build_cache(context.run_dir / "cache", key, recipe.data.build(split="train"), vae, text_encoder,
+                        context.device, batch_size=condition.encode_batch_size, progress=context.progress,
+                        log=context.log)
+
+    latent_channels, latent_t, latent_h, latent_w = cache.mean.shape[1:]
+    model = build_model(recipe, in_channels=int(latent_channels), text_dim=int(cache.text_embeddings.shape[-1]))
+    objective = TransformerObjective(cache, schedule, condition, diffusion.timestep_sampling, context.device)
+    num_frames, height, width = vae.video_shape(int(latent_t), int(latent_h), int(latent_w))
+    settings = {
+        "_class_name": "CogVideoXPipeline",
+        "system": "CogVideoX",
+        "text_encoder": condition.text_encoder,
+        "text_max_length": condition.text_max_length,
+        "latent_scaling_factor": cache.scaling_factor,
+        "schedule": schedule.to_dict(),
+        "default_steps": sample.steps,
+        "default_guidance": sample.guidance,
+        "num_frames": int(num_frames),
+        "height": int(height),
+        "width": int(width),
+        "fps": cache.fps,
+        "sampler": sample.sampler,
+        "recipe": Path(recipe.source).name,
+    }
+
+    def pipeline_for(transformer: nn.Module) -> Any:
+        from vidgen.pipelines.text_to_video import CogVideoXPipeline
+
+        return CogVideoXPipeline(vae, transformer, condition.text_encoder, schedule, cache.scaling_factor,
+                                 settings, device=context.device, bf16=False, name=recipe.name)
+
+    def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:
+        pipe = pipeline_for(model)
+        for i, prompt in enumerate(sample.prompts):
+            result = pipe(prompt, seed=sample.seed + i, num_inference_steps=sample.steps,
+                          guidance_scale=sample.guidance, num_frames=int(num_frames), height=int(height),
+                          width=int(width), sampler=sample.sampler, progress=False)
+            slug = "".join(c if c.isalnum() else "-" for c in prompt.lower())[:40].strip("-")
+            _write_clip(samples_dir / f"step_{step:07d}_{i:02d}_{slug}.{sample.format}", result.tensor, cache.fps)
+
+    def export_fn(model: nn.Module, run_dir: Path) -> Path:
+        dtype = torch.bfloat16 if recipe.train.export_dtype == "bfloat16" else None
+        export_model(model, run_dir / "final", dtype)
+        return export_pipeline(run_dir / "pipeline", vae_folder, model, settings)
+
+    return TrainingSetup(model=model, objective=objective, dataset=CachedLatents(cache), sample_fn=sample_fn,
+                         export_fn=export_fn)
+
+
+def export_pipeline(folder: Path, vae_folder: Path, transformer: nn.Module, settings: dict[str, Any]) -> Path:
+    """Write a pipeline folder atomically: vae/ (the VAE with `scaling_factor` set to the measured one),
+    transformer/ (bf16 storage) and pipeline.json."""
+    from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
+
+    tmp = folder.parent / f".tmp_{folder.name}_{uuid.uuid4().hex[:8]}"
+    try:
+        vae = CogVideoXVAE.from_pretrained(vae_folder)
+        vae.config = dataclasses.replace(vae.config, scaling_factor=float(settings["latent_scaling_factor"]))
+        vae.save_pretrained(tmp / "vae")
+        transformer.save_pretrained(tmp / "transformer", dtype=torch.bfloat16)
+        write_json(tmp / "pipeline.json", settings)
+        if folder.exists():
+            old = folder.parent / f".old_{folder.name}_{uuid.uuid4().hex[:8]}"
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+register_kind(RecipeKind(
+    name="cogvideox-transformer",
+    description="CogVideoX expert transformer (v-prediction) on cached latents of a trained VAE, text-conditioned",
+    sizes=_transformer_sizes,
+    build=build_transformer,
+    sections={"condition": ConditionOptions, "diffusion": DiffusionOptions, "sample": SampleOptions},
+    resumable_changes=("sample.",),
+))
