@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "vidgen.cli.generate",
     "vidgen.cli.data",
     "vidgen.cli.train",
+    "vidgen.cli.models",
+    "vidgen.cli.serve",
 ]
 
 

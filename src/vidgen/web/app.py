@@ -1,0 +1,530 @@
+"""The vidgen web app (gradio): text-to-video and video tasks in the browser.
+
+    from vidgen.web import Limits, build_app, launch
+    demo = build_app(["cogvideox-shapes", "./runs/x/pipeline"], Limits(max_frames=17))
+    launch(demo, host="127.0.0.1", port=7860)
+
+Tabs
+    Text to video   prompt, negative prompt, model, seed, steps, guidance, frames and size (only the
+                    values the chosen model takes, within the server's limits) -> a playable mp4, plus
+                    mp4 and GIF downloads. Example prompts fill the prompt box.
+    Video tasks     predict / interpolate / inpaint / outpaint an uploaded video, for models whose
+                    pipeline offers tasks (see below). Without such a model the tab says which are needed.
+
+Protecting the machine: one job runs at a time (every event shares one concurrency slot of size 1, the
+rest wait in a bounded queue); frames, size, steps and uploads are capped by `Limits`; pipelines are
+loaded on first use and cached (at most `max_loaded` at once). Errors reach the page as messages
+(gr.Error with the VidgenError text), never as stack traces; unexpected failures are logged on the server.
+
+Video-task pipeline interface
+-----------------------------
+The Video tasks tab drives any pipeline that `vidgen.pipelines.load_pipeline` returns and that has
+
+    tasks: Mapping[str, Sequence[str]]
+        task name -> the modes it offers, first = default. Task names are those of
+        `vidgen.catalogue.VIDEO_TASKS` ("predict", "interpolate", "inpaint", "outpaint"); e.g.
+        {"predict": ["first frame"], "outpaint": ["central", "vertical", "horizontal", "dynamic"]}.
+    settings: dict
+        its pipeline.json: "num_frames", "height", "width", "fps" give the clip it takes, and "tasks"
+        (a list of task names, or the same {task: [modes]} map) lets the catalogue and this page list
+        the model's tasks without loading it.
+    run_task(task: str, video_frames: np.ndarray, mode: str, seed: int, steps: int, guidance: float,
+             callback: Callable[[dict], None] | None = None) -> GeneratedVideo
+        video_frames: uint8 (T, H, W, 3), the upload read at the model's fps and center-cropped to its
+        height x width, T = its num_frames (the first T frames; a short clip repeats its last frame).
+        The pipeline keeps the frames its task conditions on (e.g. the first frame for "predict") and
+        generates the rest. callback, if given, is called after each step with {"i", "num_steps"}.
+        Bad arguments raise VidgenError with a message for the user.
+
+A model offers video tasks when its pipeline.json lists them (`tasks`) or its class is a MAGVIT
+pipeline (see `vidgen.catalogue`).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vidgen.catalogue import VIDEO_TASKS, ModelEntry, describe_model, format_bytes, format_count
+from vidgen.errors import VidgenError
+from vidgen.web.limits import (
+    Limits,
+    check_limits,
+    check_seed,
+    frame_choices,
+    nearest_choice,
+    size_choices,
+    validate_upload,
+)
+
+log = logging.getLogger("vidgen.web")
+# No network at run time: gradio would otherwise report usage and check PyPI for updates on launch.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+EXAMPLE_PROMPTS = [
+    "a red circle moving left",
+    "a blue square moving up",
+    "a yellow triangle moving right",
+    "a green circle moving down and a magenta square moving left",
+]
+# Modes shown for a task when the model's pipeline.json does not list its own.
+DEFAULT_TASK_MODES = {
+    "predict": ["first frame"],
+    "interpolate": ["first and last frames"],
+    "inpaint": ["central", "dynamic"],
+    "outpaint": ["central", "vertical", "horizontal", "dynamic"],
+}
+TASK_HELP = {
+    "predict": "keeps the first frame(s) of your clip and generates what follows",
+    "interpolate": "keeps the first and last frames and generates the frames in between",
+    "inpaint": "regenerates a region inside the frame (central box, or a moving box)",
+    "outpaint": "keeps a region and regenerates the rest of the frame around it",
+}
+# Every event runs under this id with limit 1: one generation at a time on the whole server.
+CONCURRENCY_ID = "vidgen-job"
+KEEP_OUTPUTS = 8  # output folders of past requests kept on disk (gradio has copied them to its cache)
+# Page styling: tiny videos scaled up without blur; no web fonts (the app works offline).
+CSS = """
+#t2v-video video, #task-video video { image-rendering: pixelated; }
+footer { display: none !important; }
+"""
+
+
+# ----------------------------------------------------------------------------- models and their loading
+
+
+@dataclass
+class ServedModel:
+    """A model the page offers: the key shown in the menus, what to load, and its catalogue entry."""
+
+    key: str
+    source: str
+    entry: ModelEntry
+
+    @property
+    def label(self) -> str:
+        """Shown in the model menus: the bundled name, or a folder's name and the path it was given as."""
+        return self.key if self.entry.bundled else f"{self.entry.name} ({self.source})"
+
+    @property
+    def frame_step(self) -> int:
+        return self.entry.frame_step or 1
+
+    @property
+    def size_step(self) -> int:
+        return self.entry.size_step or 8
+
+    @property
+    def video_tasks(self) -> list[str]:
+        return [t for t in self.entry.tasks if t in VIDEO_TASKS]
+
+    def task_modes(self, task: str) -> list[str]:
+        return list(self.entry.task_modes.get(task) or DEFAULT_TASK_MODES.get(task, ["default"]))
+
+
+class PipelineCache:
+    """Loads pipelines on first use and keeps the `max_loaded` most recently used ones."""
+
+    def __init__(self, device: str | None = None, max_loaded: int = 2,
+                 loader: Callable[..., Any] | None = None):
+        self.device = device
+        self.max_loaded = max(1, int(max_loaded))
+        self._loader = loader
+        self._pipes: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, source: str) -> Any:
+        with self._lock:
+            if source in self._pipes:
+                self._pipes.move_to_end(source)
+                return self._pipes[source]
+            loader = self._loader
+            if loader is None:
+                from vidgen.pipelines import load_pipeline as loader
+            pipe = loader(source, device=self.device)
+            self._pipes[source] = pipe
+            while len(self._pipes) > self.max_loaded:
+                self._pipes.popitem(last=False)
+            return pipe
+
+    def put(self, source: str, pipe: Any) -> None:
+        """Register an already built pipeline (tests, or a caller that built one in memory)."""
+        with self._lock:
+            self._pipes[source] = pipe
+
+    def __contains__(self, source: str) -> bool:
+        return source in self._pipes
+
+
+def served_models(models: Sequence[str]) -> list[ServedModel]:
+    """Describe each model (bundled name or local folder) from its files, loading no weights.
+
+    Raises VidgenError for a name that is neither a bundled model nor a model folder.
+    """
+    served, seen = [], set()
+    for source in models:
+        source = str(source)
+        entry = describe_model(source)
+        if entry.path in seen:
+            continue
+        seen.add(entry.path)
+        key = entry.name if entry.bundled else source
+        served.append(ServedModel(key=key, source=source, entry=entry))
+    return served
+
+
+# ----------------------------------------------------------------------------- the handlers (no gradio state)
+
+
+def _slug(text: str, length: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:length].strip("-") or "video"
+
+
+class WebApp:
+    """What the page does, as plain methods (the gradio layer only wires widgets to them).
+
+    Each handler returns values for the page or raises VidgenError with a message for the user.
+    """
+
+    def __init__(self, models: Sequence[ServedModel], limits: Limits, cache: PipelineCache | None = None,
+                 output_dir: str | Path | None = None):
+        self.models = {m.key: m for m in models}
+        self.limits = limits
+        self.cache = cache or PipelineCache()
+        # Results must live in a folder gradio may serve (it copies them from the system temp folder).
+        self.output_dir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="vidgen-web-"))
+        self._output_lock = threading.Lock()
+
+    # ---- model lists and options
+
+    def text_models(self) -> list[ServedModel]:
+        return [m for m in self.models.values() if "text-to-video" in m.entry.tasks]
+
+    def task_models(self) -> list[ServedModel]:
+        return [m for m in self.models.values() if m.video_tasks]
+
+    def model(self, key: str | None) -> ServedModel:
+        if not key or key not in self.models:
+            raise VidgenError(f"model {key!r} is not served here; choose one of: {', '.join(self.models) or '(none)'}")
+        return self.models[key]
+
+    def text_options(self, key: str) -> dict[str, Any]:
+        """Choices and defaults of the text-to-video controls for one model."""
+        model = self.model(key)
+        e = model.entry
+        frames = frame_choices(model.frame_step, e.max_frames or self.limits.max_frames, self.limits)
+        sizes = size_choices(model.size_step, e.max_size or self.limits.max_size, self.limits)
+        return {
+            "frames": frames, "sizes": sizes,
+            "num_frames": nearest_choice(e.num_frames, frames),
+            "height": nearest_choice(e.height, sizes), "width": nearest_choice(e.width, sizes),
+            "steps": min(e.default_steps or 30, self.limits.max_steps),
+            "guidance": e.default_guidance if e.default_guidance is not None else 6.0,
+        }
+
+    def describe(self, key: str) -> str:
+        """A one-paragraph markdown summary of a model for the page."""
+        e = self.model(key).entry
+        where = "bundled" if e.bundled else f"folder `{e.path}`"
+        return (f"**{e.name}** ({where}): {e.system}, {', '.join(e.tasks) or 'no tasks'}; "
+                f"default {e.resolution} (frames x height x width)"
+                + (f" at {e.fps:g} fps" if e.fps else "")
+                + f"; {format_count(e.parameters)} parameters, {format_bytes(e.disk_bytes)} on disk.")
+
+    def limits_text(self) -> str:
+        lim = self.limits
+        return (f"Server limits: up to {lim.max_frames} frames, {lim.max_size} px, {lim.max_steps} steps, "
+                f"uploads up to {lim.max_upload_mb:g} MB and {lim.max_upload_seconds:g} s. "
+                "One job runs at a time; others wait in the queue.")
+
+    # ---- outputs
+
+    def _new_output_dir(self) -> Path:
+        with self._output_lock:
+            folder = self.output_dir / f"{uuid.uuid4().hex[:12]}"
+            folder.mkdir(parents=True)
+            older = sorted((p for p in self.output_dir.iterdir() if p.is_dir() and p != folder),
+                           key=lambda p: p.stat().st_mtime)
+            for old in older[:max(0, len(older) - (KEEP_OUTPUTS - 1))]:
+                shutil.rmtree(old, ignore_errors=True)
+            return folder
+
+    def _save(self, video, stem: str) -> tuple[Path, Path]:
+        folder = self._new_output_dir()
+        mp4 = video.save(folder / f"{stem}.mp4")  # H.264 yuv420p: plays in every browser
+        gif = video.save(folder / f"{stem}.gif")
+        return mp4, gif
+
+    # ---- text to video
+
+    def generate(self, prompt: str, negative_prompt: str | None, model_key: str, seed, steps, guidance,
+                 num_frames, height, width, progress: Callable[..., Any] | None = None
+                 ) -> tuple[str, list[str], str]:
+        """-> (mp4 path for the player, [mp4, gif] for download, status markdown)."""
+        model = self.model(model_key)
+        if "text-to-video" not in model.entry.tasks:
+            raise VidgenError(f"model {model_key!r} does not do text-to-video (its tasks: "
+                              f"{', '.join(model.entry.tasks) or 'none'})")
+        num_frames, height, width, steps = check_limits(self.limits, num_frames, height, width, steps)
+        seed = check_seed(seed)
+        if guidance is None:
+            raise VidgenError("guidance is missing: give a number (1 = no guidance)")
+        guidance = float(guidance)
+        prompt = prompt if isinstance(prompt, str) else ""
+        negative_prompt = negative_prompt.strip() if isinstance(negative_prompt, str) else ""
+        negative_prompt = negative_prompt or None
+        if progress is not None:
+            progress(0.0, desc=f"loading {model.key}" if model.source not in self.cache else "starting")
+        pipe = self.cache.get(model.source)
+        # The pipeline's own rules (prompt, 4k+1 frames, size multiples), before any heavy work.
+        pipe.check_request(prompt, num_frames, height, width, steps, guidance, negative_prompt)
+
+        def on_step(state: dict) -> None:
+            if progress is not None:
+                total = int(state.get("num_steps", steps))
+                progress((int(state["i"]) + 1, total), desc="denoising", unit="steps")
+
+        video = pipe(prompt, seed=seed, num_inference_steps=steps, guidance_scale=guidance,
+                     negative_prompt=negative_prompt, num_frames=num_frames, height=height, width=width,
+                     progress=False, callback=on_step)
+        if progress is not None:
+            progress(1.0, desc="encoding mp4 and GIF")
+        mp4, gif = self._save(video, f"{_slug(prompt)}-seed{seed}")
+        status = (f"Generated {video.num_frames} frames at {height}x{width} in {video.info.get('seconds', 0):.1f} s "
+                  f"with **{model.entry.name}** (seed {seed}, {steps} steps, guidance {guidance:g}).")
+        return str(mp4), [str(mp4), str(gif)], status
+
+    # ---- video tasks
+
+    def run_video_task(self, model_key: str, upload: str | None, task: str, mode: str, seed, steps, guidance,
+                       progress: Callable[..., Any] | None = None) -> tuple[str, list[str], str]:
+        """-> (mp4 path for the player, [mp4, gif] for download, status markdown)."""
+        model = self.model(model_key)
+        if task not in model.video_tasks:
+            raise VidgenError(f"task {task!r} is not offered by {model_key!r}; it offers: "
+                              f"{', '.join(model.video_tasks) or 'none'}")
+        e = model.entry
+        num_frames, height, width = e.num_frames or 17, e.height or 64, e.width or 64
+        _, _, _, steps = check_limits(self.limits, num_frames, height, width, steps)
+        seed = check_seed(seed)
+        guidance = float(guidance) if guidance is not None else 0.0
+        frames = validate_upload(upload, self.limits, num_frames=num_frames, fps=e.fps, size=(height, width))
+        if progress is not None:
+            progress(0.0, desc=f"loading {model.key}" if model.source not in self.cache else "starting")
+        pipe = self.cache.get(model.source)
+        offered = getattr(pipe, "tasks", None)
+        if not callable(getattr(pipe, "run_task", None)) or not offered:
+            raise VidgenError(f"the pipeline of {model_key!r} ({type(pipe).__name__}) does not run video tasks")
+        if task not in offered:
+            raise VidgenError(f"task {task!r} is not offered by {model_key!r}; it offers: {', '.join(offered)}")
+        modes = list(offered[task]) if isinstance(offered, dict) else []
+        if modes and mode not in modes:
+            raise VidgenError(f"mode {mode!r} is not one of {', '.join(modes)} for {task}")
+
+        def on_step(state: dict) -> None:
+            if progress is not None and "i" in state:
+                progress((int(state["i"]) + 1, int(state.get("num_steps", steps))), desc=task, unit="steps")
+
+        video = pipe.run_task(task, frames, mode=mode, seed=seed, steps=steps, guidance=guidance, callback=on_step)
+        mp4, gif = self._save(video, f"{task}-{_slug(mode)}-seed{seed}")
+        status = f"{task} ({mode}) with **{model.entry.name}**: {video.num_frames} frames (seed {seed}, {steps} steps)."
+        return str(mp4), [str(mp4), str(gif)], status
+
+
+def no_task_model_message(app: WebApp) -> str:
+    """What the Video tasks tab says when no served model offers video tasks."""
+    served = ", ".join(f"`{k}`" for k in app.models) or "none"
+    return (
+        "### No video-task model is loaded\n"
+        f"Predict, interpolate, inpaint and outpaint need a model whose pipeline offers video tasks "
+        f"(a MAGVIT task model: its `pipeline.json` lists `tasks` such as {', '.join(VIDEO_TASKS)}). "
+        f"The models served here ({served}) only do text-to-video.\n\n"
+        "Start the server with one, e.g. `vidgen serve --model ./runs/magvit-shapes/pipeline`; "
+        "`vidgen models` lists the bundled models and their tasks."
+    )
+
+
+# ----------------------------------------------------------------------------- the gradio page
+
+
+def _user_error(error: Exception) -> Exception:
+    import gradio as gr
+
+    if isinstance(error, VidgenError):
+        return gr.Error(str(error), duration=None, print_exception=False)
+    log.exception("unexpected failure in the web app")
+    return gr.Error(f"something went wrong on the server ({type(error).__name__}: {error}); "
+                    "the server log has the details", duration=None, print_exception=False)
+
+
+def build_app(models: Sequence[str] | None = None, limits: Limits | None = None, device: str | None = None,
+              cache: PipelineCache | None = None, title: str = "vidgen"):
+    """Build the page (a `gr.Blocks`, queued with one worker) for these models (bundled names or local
+    folders; default: every bundled model). No model is loaded until a request needs it.
+
+    The returned Blocks has `.vidgen` (the `WebApp`), so tests and callers can reach the handlers.
+    """
+    import gradio as gr
+
+    from vidgen.modeling import bundled_names
+
+    limits = limits or Limits()
+    app = WebApp(served_models(list(models) if models else bundled_names()), limits,
+                 cache or PipelineCache(device=device))
+    text_models = app.text_models()
+    task_models = app.task_models()
+
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+        gr.Markdown("# vidgen\nVideo generation with the models in this library. " + app.limits_text())
+        with gr.Tabs():
+            with gr.Tab("Text to video", id="t2v"):
+                _text_to_video_tab(gr, app, text_models)
+            with gr.Tab("Video tasks", id="tasks"):
+                _video_tasks_tab(gr, app, task_models)
+    # One job at a time on the whole server; a bounded number wait.
+    demo.queue(default_concurrency_limit=1, max_size=limits.queue_size)
+    demo.vidgen = app
+    return demo
+
+
+def _text_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
+    if not models:
+        gr.Markdown("### No text-to-video model is loaded\nStart the server with one, e.g. "
+                    "`vidgen serve --model ./runs/cogvideox-shapes/pipeline` (`vidgen models` lists the "
+                    "bundled ones).", elem_id="t2v-missing")
+        return
+    first = models[0].key
+    opts = app.text_options(first)
+    with gr.Row():
+        with gr.Column(scale=1):
+            prompt = gr.Textbox(label="Prompt", placeholder="a red circle moving left", lines=2, elem_id="t2v-prompt")
+            negative = gr.Textbox(label="Negative prompt (optional)", placeholder="what the video should not show",
+                                  elem_id="t2v-negative")
+            model = gr.Dropdown([(m.label, m.key) for m in models], value=first, label="Model", elem_id="t2v-model")
+            model_info = gr.Markdown(app.describe(first), elem_id="t2v-model-info")
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="t2v-seed")
+                steps = gr.Slider(1, app.limits.max_steps, value=opts["steps"], step=1, label="Steps",
+                                  elem_id="t2v-steps")
+                guidance = gr.Slider(0.0, 20.0, value=opts["guidance"], step=0.5, label="Guidance",
+                                     elem_id="t2v-guidance")
+            with gr.Row():
+                frames = gr.Dropdown(opts["frames"], value=opts["num_frames"], label="Frames", elem_id="t2v-frames")
+                height = gr.Dropdown(opts["sizes"], value=opts["height"], label="Height", elem_id="t2v-height")
+                width = gr.Dropdown(opts["sizes"], value=opts["width"], label="Width", elem_id="t2v-width")
+            button = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
+            gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
+        with gr.Column(scale=1):
+            video = gr.Video(label="Result", interactive=False, autoplay=True, loop=True, height=320,
+                             elem_id="t2v-video")
+            files = gr.File(label="Download (mp4, GIF)", file_count="multiple", interactive=False,
+                            elem_id="t2v-files")
+            status = gr.Markdown("", elem_id="t2v-status")
+
+    def on_model(key):
+        try:
+            o = app.text_options(key)
+        except Exception as error:  # noqa: BLE001 -- every failure becomes a message in the page
+            raise _user_error(error) from None
+        return (gr.update(choices=o["frames"], value=o["num_frames"]), gr.update(choices=o["sizes"], value=o["height"]),
+                gr.update(choices=o["sizes"], value=o["width"]), gr.update(value=o["steps"]),
+                gr.update(value=o["guidance"]), app.describe(key))
+
+    model.change(on_model, inputs=[model], outputs=[frames, height, width, steps, guidance, model_info],
+                 queue=False, api_visibility="private")
+
+    def on_generate(prompt_, negative_, key, seed_, steps_, guidance_, frames_, height_, width_,
+                    progress=gr.Progress()):  # noqa: B008 -- gradio's way to ask for a progress bar
+        try:
+            return app.generate(prompt_, negative_, key, seed_, steps_, guidance_, frames_, height_, width_,
+                                progress=progress)
+        except Exception as error:  # noqa: BLE001 -- every failure becomes a message in the page
+            raise _user_error(error) from None
+
+    inputs = [prompt, negative, model, seed, steps, guidance, frames, height, width]
+    event = {"fn": on_generate, "inputs": inputs, "outputs": [video, files, status], "concurrency_limit": 1,
+             "concurrency_id": CONCURRENCY_ID, "api_name": "generate"}
+    button.click(**event)
+    prompt.submit(**{**event, "api_name": "generate_on_enter", "api_visibility": "private"})
+
+
+def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
+    if not models:
+        gr.Markdown(no_task_model_message(app), elem_id="tasks-missing")
+        return
+    first = models[0]
+    first_task = first.video_tasks[0]
+    with gr.Row():
+        with gr.Column(scale=1):
+            upload = gr.Video(label="Your video", sources=["upload"], elem_id="task-upload")
+            model = gr.Dropdown([(m.label, m.key) for m in models], value=first.key, label="Model",
+                                elem_id="task-model")
+            model_info = gr.Markdown(app.describe(first.key))
+            task = gr.Radio(first.video_tasks, value=first_task, label="Task", elem_id="task-task")
+            task_info = gr.Markdown(TASK_HELP.get(first_task, ""))
+            mode = gr.Dropdown(first.task_modes(first_task), value=first.task_modes(first_task)[0], label="Mode",
+                               elem_id="task-mode")
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                steps = gr.Slider(1, app.limits.max_steps, value=min(first.entry.default_steps or 12,
+                                                                      app.limits.max_steps), step=1, label="Steps")
+                guidance = gr.Slider(0.0, 20.0, value=first.entry.default_guidance or 0.0, step=0.5,
+                                     label="Guidance")
+            button = gr.Button("Run task", variant="primary", elem_id="task-run")
+        with gr.Column(scale=1):
+            video = gr.Video(label="Result", interactive=False, autoplay=True, loop=True, height=320,
+                             elem_id="task-video")
+            files = gr.File(label="Download (mp4, GIF)", file_count="multiple", interactive=False)
+            status = gr.Markdown("")
+
+    def on_model(key):
+        m = app.model(key)
+        t = m.video_tasks[0]
+        return (gr.update(choices=m.video_tasks, value=t), gr.update(choices=m.task_modes(t), value=m.task_modes(t)[0]),
+                app.describe(key), TASK_HELP.get(t, ""))
+
+    def on_task(key, t):
+        m = app.model(key)
+        if t not in m.video_tasks:
+            return gr.update(), gr.update()
+        return gr.update(choices=m.task_modes(t), value=m.task_modes(t)[0]), TASK_HELP.get(t, "")
+
+    model.change(on_model, inputs=[model], outputs=[task, mode, model_info, task_info], queue=False,
+                 api_visibility="private")
+    task.change(on_task, inputs=[model, task], outputs=[mode, task_info], queue=False, api_visibility="private")
+
+    def on_run(key, upload_, task_, mode_, seed_, steps_, guidance_,
+               progress=gr.Progress()):  # noqa: B008 -- gradio's way to ask for a progress bar
+        try:
+            return app.run_video_task(key, upload_, task_, mode_, seed_, steps_, guidance_, progress=progress)
+        except Exception as error:  # noqa: BLE001 -- every failure becomes a message in the page
+            raise _user_error(error) from None
+
+    button.click(on_run, inputs=[model, upload, task, mode, seed, steps, guidance], outputs=[video, files, status],
+                 concurrency_limit=1, concurrency_id=CONCURRENCY_ID, api_name="video_task")
+
+
+def launch(demo, host: str = "127.0.0.1", port: int = 7860, limits: Limits | None = None,
+           prevent_thread_lock: bool = False, quiet: bool = False):
+    """Serve a page built by `build_app` (blocks unless `prevent_thread_lock`)."""
+    import gradio as gr
+
+    limits = limits or demo.vidgen.limits
+    # System fonts only: the default theme would fetch Google fonts, and the app must work offline.
+    theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                           font_mono=["ui-monospace", "monospace"])
+    return demo.launch(server_name=host, server_port=port, share=False, inbrowser=False,
+                       prevent_thread_lock=prevent_thread_lock, quiet=quiet, show_error=False,
+                       max_file_size=int(limits.max_upload_mb * 2**20), ssr_mode=False,
+                       footer_links=[], theme=theme, css=CSS, allowed_paths=[str(demo.vidgen.output_dir)],
+                       enable_monitoring=False)
