@@ -221,11 +221,12 @@ def magvit_transformer_tiny(**overrides) -> MaskedTransformerConfig:
 
 def magvit_transformer_shapes(**overrides) -> MaskedTransformerConfig:
     """The bundled size: 4x8x8 = 256 visual tokens of a 1024-entry codebook (16x64x64 clips), dim 256,
-    6 layers, MiniLM text (384-d); 5.4M parameters (10.9 MB in bf16).
+    6 layers, MiniLM text (384-d), the 72 (colour, shape, motion) classes of the Shapes dataset;
+    5.4M parameters (10.9 MB in bf16).
 
     No dropout (MAGVIT uses 0.1): a CPU run is far too short to overfit, and on CPU the dropout masks
     (attention probabilities included) cost about a fifth of each training step.
     """
     base = {"codebook_size": 1024, "grid": (4, 8, 8), "dim": 256, "depth": 6, "heads": 4, "dropout": 0.0,
-            "num_classes": 0, "text_dim": 384}
+            "num_classes": 72, "text_dim": 384}
     return MaskedTransformerConfig(**{**base, **overrides})

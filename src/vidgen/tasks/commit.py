@@ -40,7 +40,7 @@ from vidgen.tasks.regions import pad_condition, pixel_to_token_mask
 from vidgen.tasks.registry import PIXEL_TASKS, Task, get_task, get_tasks
 
 PROMPT_KEYS = ("prompt", "prompts", "caption", "captions")
-LABEL_KEYS = ("label", "labels", "class_label", "class_labels")
+LABEL_KEYS = ("label", "class_label", "class_labels", "class_id", "labels")
 
 
 # ----------------------------------------------------------------------------- condition inputs
@@ -127,9 +127,19 @@ def prepare_condition(tasks: Task | str | Sequence[Task | str], video: torch.Ten
 
 
 def _batch_labels(batch: Mapping[str, Any]) -> torch.Tensor | None:
+    """(B,) class labels from the first label key holding integers (a dict of annotations, as the Shapes
+    dataset's "labels", is skipped)."""
     for key in LABEL_KEYS:
-        if batch.get(key) is not None:
-            return torch.as_tensor(batch[key]).long().reshape(-1)
+        value = batch.get(key)
+        if value is None or isinstance(value, Mapping):
+            continue
+        try:
+            labels = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+        if labels.is_floating_point() or labels.dim() > 1:
+            continue
+        return labels.long().reshape(-1)
     return None
 
 
@@ -151,7 +161,8 @@ class MagvitObjective:
         ("minilm") only when a batch carries prompts.
 
     The batch is a dict with "video" (B, 3, T, H, W) in [-1, 1] (or precomputed "tokens" (B, t, h, w)
-    for tasks without pixels); optionally "label" (B,), and "prompt" (list of B strings) or
+    for tasks without pixels); optionally class labels (B,) under "label", "class_label(s)", "class_id"
+    or "labels", and prompts (list of B strings) under "prompt(s)" or "caption(s)", or
     "text_embeddings" (B, L, D) + "text_mask" (B, L).
     Returns loss (with gradients), refine, mask, recon (mean cross-entropy of each part, detached),
     mask_accuracy (argmax accuracy at [MASK] positions) and mask_ratio.
