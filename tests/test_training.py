@@ -201,6 +201,53 @@ def test_resume_after_crash_is_bit_identical(tmp_path):
     assert not torch.equal(weights(straight)["model.net.0.weight"], tiny_model().net[0].weight)
 
 
+class StatefulObjective(nn.Module):
+    """Keeps a running mean of the loss that feeds back into the loss (like a GAN discriminator's
+    state): exact resume needs it checkpointed through state_tensors / load_state_tensors."""
+
+    def __init__(self, crash_at: int = 0):
+        super().__init__()
+        self.crash_at, self.seen = crash_at, 0
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.register_buffer("running", torch.zeros(()))
+
+    def forward(self, model, batch, generator):
+        self.seen += 1
+        if self.seen == self.crash_at:
+            raise RuntimeError("simulated crash")
+        out = noisy_objective(model, batch, generator)
+        if self.training and torch.is_grad_enabled():
+            self.calls += 1
+            self.running.mul_(0.5).add_(0.5 * out["loss"].detach())
+        return {"loss": out["loss"] * (1 + self.running), "running": self.running.clone(),
+                "per_sample": torch.zeros(4)}
+
+    def state_tensors(self):
+        return {k: v.clone() for k, v in self.state_dict().items()}
+
+    def load_state_tensors(self, tensors):
+        self.load_state_dict(tensors)
+
+
+def test_stateful_objective_is_checkpointed_and_resumed(tmp_path):
+    straight_objective = StatefulObjective()
+    straight = make_trainer(tmp_path / "a", objective=straight_objective)
+    straight.train()
+    crashing = make_trainer(tmp_path / "b", objective=StatefulObjective(crash_at=9))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashing.train()
+    assert (tmp_path / "b" / "run" / "checkpoints" / "step_00000003" / "objective.safetensors").is_file()
+    resumed_objective = StatefulObjective()
+    resumed = make_trainer(tmp_path / "b", resume=True, objective=resumed_objective)
+    assert int(resumed_objective.calls) == 6
+    resumed.train()
+    assert int(resumed_objective.calls) == int(straight_objective.calls) == 16
+    assert torch.equal(resumed_objective.running, straight_objective.running)
+    assert_identical(weights(straight), weights(resumed))
+    records = [json.loads(line) for line in (tmp_path / "a" / "run" / "log.jsonl").read_text().splitlines()]
+    assert "running" in records[-1] and "per_sample" not in records[-1]
+
+
 def test_ctrl_c_checkpoints_then_resume_is_identical(tmp_path):
     straight = make_trainer(tmp_path / "a", checkpoint_every=0)
     straight.train()

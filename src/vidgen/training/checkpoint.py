@@ -8,6 +8,8 @@ A checkpoint is one folder `run_dir/checkpoints/step_00001000/`:
     optimizer.json           the rest of the optimiser state dict: param_groups (hyper-parameters,
                              parameter ids) and non-tensor per-parameter entries
     rng.safetensors          torch CPU RNG, each CUDA device's RNG, and the objective's generator
+    objective.safetensors    the objective's own state, if it has one (e.g. a GAN discriminator, its
+                             optimiser and step counter: `objective.state_tensors()`)
     trainer_state.json       step, batches consumed, EMA update count, python `random` and numpy
                              RNG states, the train config
 
@@ -157,7 +159,8 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
 
 def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, ema_state: dict[str, torch.Tensor] | None,
-                    generator: torch.Generator | None, state: dict[str, Any], keep: int = 2) -> Path:
+                    generator: torch.Generator | None, state: dict[str, Any], keep: int = 2,
+                    objective_state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the checkpoint of `step` atomically under `root` and prune all but the newest `keep`.
 
     `state` is the trainer's JSON-able state (step, batches consumed, ...); RNG states are added here.
@@ -175,6 +178,8 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
         opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
         write_json(tmp / "optimizer.json", opt_meta)
+        if objective_state is not None:
+            save_file(_cpu(objective_state), str(tmp / "objective.safetensors"))
         rng_tensors, rng_info = capture_rng_state(generator)
         save_file(rng_tensors, str(tmp / "rng.safetensors"))
         write_json(tmp / STATE_NAME, {"format_version": FORMAT_VERSION, **state, **rng_info})
@@ -197,7 +202,7 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint folder: {"model", "ema" (or None), "optimizer" (a state dict), "rng_tensors",
-    "state" (trainer_state.json)}."""
+    "objective" (or None), "state" (trainer_state.json)}."""
     path = Path(path)
     if not (path / STATE_NAME).is_file():
         raise CheckpointError(f"{path} is not a training checkpoint (no {STATE_NAME})")
@@ -206,12 +211,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint format {state.get('format_version')!r} is not supported "
                               f"(this vidgen reads format {FORMAT_VERSION})")
     ema_path = path / "ema.safetensors"
+    objective_path = path / "objective.safetensors"
     return {
         "model": load_safetensors(path / "model.safetensors"),
         "ema": load_safetensors(ema_path) if ema_path.is_file() else None,
         "optimizer": unflatten_optimizer_state(load_safetensors(path / "optimizer.safetensors"),
                                                read_json(path / "optimizer.json")),
         "rng_tensors": load_safetensors(path / "rng.safetensors"),
+        "objective": load_safetensors(objective_path) if objective_path.is_file() else None,
         "state": state,
     }
 

@@ -85,10 +85,15 @@ class DataSpec:
     extra: list[DataSpec] = dataclasses.field(default_factory=list)  # concatenated after the first
 
     def build(self, **forced: Any) -> torch.utils.data.Dataset:
-        """The training dataset (all parts concatenated); `forced` options override every part's."""
-        from vidgen.data import get_dataset
+        """The dataset (all parts concatenated). `forced` options (e.g. split="train") override each
+        part's options where that dataset takes them (a folder dataset has no split)."""
+        from vidgen.data import DATASETS, get_dataset
 
-        parts = [get_dataset(spec.name, **{**spec.options, **forced}) for spec in [self, *self.extra]]
+        parts = []
+        for spec in [self, *self.extra]:
+            takes = inspect.signature(DATASETS[spec.name].__init__).parameters
+            parts.append(get_dataset(spec.name, **{**spec.options,
+                                                   **{k: v for k, v in forced.items() if k in takes}}))
         return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
     def to_dict(self) -> dict[str, Any]:

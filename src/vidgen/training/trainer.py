@@ -4,9 +4,12 @@
     result = trainer.train()          # resumes from run_dir/checkpoints/ when resume=True
 
 Each model family supplies only an *objective*: `objective(model, batch, generator) -> dict` of named
-scalar losses, `"loss"` being the total to minimise. Every random draw inside it (noise, timesteps,
-condition dropout, posterior samples) must come from `generator`, whose state is checkpointed; the
-global torch/python/numpy RNGs (dropout layers) are checkpointed too, and the data order is a function
+scalar losses, `"loss"` being the total to minimise (other scalar entries are logged). Every random
+draw inside it (noise, timesteps, condition dropout, posterior samples) must come from `generator`,
+whose state is checkpointed. An objective with state of its own (a GAN discriminator and its
+optimiser, a step counter) exposes it as `state_tensors() -> dict` / `load_state_tensors(dict)` and
+is checkpointed too; an `nn.Module` objective is moved to the device and put in train mode. The
+global torch/python/numpy RNGs (dropout layers) are checkpointed, and the data order is a function
 of (seed, batches consumed) (see `vidgen.training.data`). Together this makes "train N steps" and
 "train k steps, crash, resume, train N - k steps" produce bit-identical weights in float32.
 
@@ -195,6 +198,8 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.checkpoint_root = self.run_dir / "checkpoints"
         self.objective = objective
+        if isinstance(objective, nn.Module):
+            objective.to(resolve_device(config.device)).train()
         self.dataset = dataset
         self.collate_fn = collate_fn
         self.sample_fn, self.eval_fn, self.export_fn = sample_fn, eval_fn, export_fn
@@ -259,7 +264,8 @@ class Trainer:
         self.last_checkpoint = save_checkpoint(
             self.checkpoint_root, self.step, model=self.model, optimizer=self.optimizer,
             ema_state=self.ema.state_dict() if self.ema else None, generator=self.generator,
-            state=self._trainer_state(), keep=self.config.keep_checkpoints)
+            state=self._trainer_state(), keep=self.config.keep_checkpoints,
+            objective_state=self.objective.state_tensors() if hasattr(self.objective, "state_tensors") else None)
         return self.last_checkpoint
 
     def _load(self, path: Path) -> None:
@@ -282,6 +288,10 @@ class Trainer:
             if ckpt["ema"] is None:
                 raise CheckpointError(f"{path} has no ema.safetensors but train.ema is on")
             self.ema.load_state_dict(ckpt["ema"], state["ema_num_updates"])
+        if hasattr(self.objective, "load_state_tensors"):
+            if ckpt["objective"] is None:
+                raise CheckpointError(f"{path} has no objective.safetensors, but this objective keeps state")
+            self.objective.load_state_tensors(ckpt["objective"])
         try:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError, RuntimeError) as error:
@@ -326,6 +336,7 @@ class Trainer:
         log_path = self.run_dir / "log.jsonl"
         losses: dict[str, float] = {}
         window: dict[str, float] = {}
+        counts: dict[str, int] = {}  # an objective may report some entries only on some steps
         window_steps, window_time = 0, 0.0
         bar = None
         if self.progress and self.step < config.steps:
@@ -351,6 +362,8 @@ class Trainer:
                                           f"keys {sorted(out)}")
                     (out["loss"] / config.grad_accum).backward()
                     for name, value in out.items():
+                        if torch.is_tensor(value) and value.numel() != 1:
+                            continue  # per-sample values are not logged
                         value = float(value.detach().float()) if torch.is_tensor(value) else float(value)
                         losses[name] = losses.get(name, 0.0) + value / config.grad_accum
                 if not math.isfinite(losses["loss"]):
@@ -370,20 +383,21 @@ class Trainer:
 
                 for name, value in losses.items():
                     window[name] = window.get(name, 0.0) + value
+                    counts[name] = counts.get(name, 0) + 1
                 window_steps += 1
                 window_time += elapsed
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}")
                 if config.log_every and (self.step % config.log_every == 0 or self.step == config.steps):
-                    record = {"step": self.step, **{k: v / window_steps for k, v in window.items()},
+                    record = {"step": self.step, **{k: v / counts[k] for k, v in window.items()},
                               "lr": lr, "sec_per_step": window_time / window_steps}
                     self._append_log(log_path, record)
                     text = " | ".join(f"{k} {v:.4g}" for k, v in record.items()
                                       if k not in ("step", "lr", "sec_per_step"))
                     self._print(bar, f"step {self.step}/{config.steps} | {text} | lr {lr:.2e} | "
                                      f"{record['sec_per_step']:.3f} s/step")
-                    window, window_steps, window_time = {}, 0, 0.0
+                    window, counts, window_steps, window_time = {}, {}, 0, 0.0
 
                 last = self.step == config.steps
                 if self.eval_fn is not None and config.eval_every and (self.step % config.eval_every == 0 or last):
