@@ -271,6 +271,14 @@ def test_ctrl_c_checkpoints_then_resume_is_identical(tmp_path):
     assert_identical(weights(straight), weights(second))
 
 
+def test_worker_processes_do_not_change_the_run(tmp_path):
+    in_process = make_trainer(tmp_path / "a", steps=4)
+    in_process.train()
+    with_workers = make_trainer(tmp_path / "b", steps=4, num_workers=2)
+    with_workers.train()
+    assert_identical(weights(in_process), weights(with_workers))
+
+
 def test_checkpoint_contents_pruning_and_refusals(tmp_path):
     trainer = make_trainer(tmp_path, steps=10, checkpoint_every=2, keep_checkpoints=2)
     trainer.train()

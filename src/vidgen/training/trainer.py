@@ -199,7 +199,7 @@ class Trainer:
         self.checkpoint_root = self.run_dir / "checkpoints"
         self.objective = objective
         if isinstance(objective, nn.Module):
-            objective.to(resolve_device(config.device)).train()
+            objective.to(self.device).train()
         self.dataset = dataset
         self.collate_fn = collate_fn
         self.sample_fn, self.eval_fn, self.export_fn = sample_fn, eval_fn, export_fn
