@@ -55,8 +55,8 @@ def _inputs(b=2, c=4, t=3, h=8, w=8, text_len=7, text_dim=32, seed=1):
             torch.tensor([17.0, 803.0])[:b])
 
 
-def _convert(diffusers_model, tmp_path) -> CogVideoXTransformer:
-    diffusers_model.save_pretrained(tmp_path / "diffusers")
+def _convert(diffusers_model, tmp_path, **save_kwargs) -> CogVideoXTransformer:
+    diffusers_model.save_pretrained(tmp_path / "diffusers", **save_kwargs)
     return CogVideoXTransformer.from_pretrained(tmp_path / "diffusers")
 
 
@@ -102,7 +102,7 @@ def test_rope_model_matches_diffusers_pipeline_positions(tmp_path):
         torch.testing.assert_close(cos, rope[0], atol=1e-5, rtol=0)
         torch.testing.assert_close(sin, rope[1], atol=1e-5, rtol=0)
     # RoPE matters: without it (all positions zero) the output changes
-    zero = ours.rope(torch.zeros(3 * 4 * 6, 3))
+    zero = ours.rope_3d(torch.zeros(3 * 4 * 6, 3))
     with torch.no_grad():
         assert (ours(latents, text, t, rope=zero) - expected).abs().max() > 1e-2
 
@@ -110,7 +110,8 @@ def test_rope_model_matches_diffusers_pipeline_positions(tmp_path):
 def test_temporal_patch_model_with_ofs_matches_diffusers(tmp_path):
     theirs = _diffusers_model(use_rotary_positional_embeddings=True, patch_size_t=2, ofs_embed_dim=32,
                               sample_width=12, sample_height=8)
-    ours = _convert(theirs, tmp_path)
+    ours = _convert(theirs, tmp_path, max_shard_size="40KB")  # sharded safetensors + index
+    assert len(list((tmp_path / "diffusers").glob("*.safetensors"))) > 1
     assert ours.config.patch_size_t == 2 and ours.config.rope_base_grid is None
     latents, text, t = _inputs(t=4, h=8, w=12)
     ofs = torch.tensor([2.0, 2.0])
@@ -205,6 +206,10 @@ def test_bf16_autocast_forward_and_backward():
     assert (out.float() - reference).abs().max() < 0.1 * reference.abs().max()
     out.float().pow(2).mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    with torch.no_grad():  # bf16 weights: fp32 inputs are cast to the weights' dtype
+        half = model.to(torch.bfloat16)(latents, text, t)
+    assert half.dtype == torch.bfloat16
+    assert (half.float() - reference).abs().max() < 0.1 * reference.abs().max()
 
 
 def test_rope_positions_stretch_onto_the_base_grid():

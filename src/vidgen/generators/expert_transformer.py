@@ -252,7 +252,7 @@ class CogVideoXTransformer(PretrainedModel):
         if config.ofs_embed_dim:
             self.ofs_embed = TimestepEmbedding(config.ofs_embed_dim, frequency_dim=config.ofs_embed_dim,
                                                flip_sin_to_cos=config.flip_sin_to_cos, freq_shift=config.freq_shift)
-        self.rope = RotaryEmbedding3D(config.head_dim, theta=config.rope_theta) \
+        self.rope_3d = RotaryEmbedding3D(config.head_dim, theta=config.rope_theta) \
             if config.position_embedding == "rope" else None
         self.blocks = nn.ModuleList(ExpertTransformerBlock(config) for _ in range(config.num_layers))
         self.norm_final = nn.LayerNorm(dim, eps=config.norm_eps, elementwise_affine=config.norm_elementwise_affine)
@@ -302,7 +302,7 @@ class CogVideoXTransformer(PretrainedModel):
         key = ("rope", grid, str(device))
         if key not in self._position_cache:
             positions = rope_positions(*grid, base_grid=self.config.rope_base_grid, device=device)
-            self._position_cache[key] = tuple(x.to(device) for x in self.rope(positions))
+            self._position_cache[key] = tuple(x.to(device) for x in self.rope_3d(positions))
         return self._position_cache[key]
 
     # ---- forward
@@ -331,8 +331,9 @@ class CogVideoXTransformer(PretrainedModel):
                 raise VidgenError("this model has an ofs embedding (ofs_embed_dim is set): pass `ofs`")
             cond = cond + self.ofs_embed(self._per_sample("ofs", ofs, b, latents.device))
 
-        text = self.text_proj(text_embeddings)  # (B, L, D)
-        video = self.patch_embed(latents)  # (B, N, D)
+        dtype = self.text_proj.weight.dtype  # inputs follow the weights (a no-op under autocast with fp32 weights)
+        text = self.text_proj(text_embeddings.to(dtype))  # (B, L, D)
+        video = self.patch_embed(latents.to(dtype))  # (B, N, D)
         if c.position_embedding == "sincos":
             video = video + self.position_table(grid, latents.device).to(video.dtype)
         text, video = self.embedding_dropout(text), self.embedding_dropout(video)
