@@ -563,11 +563,49 @@ def test_cli_list_and_help(capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_vae_dir(tmp_path_factory):
-    from vidgen.tokenizers.cogvideox_vae import cogvideox_vae_tiny
+def vae_smoke_run(tmp_path_factory):
+    """`vidgen train cogvideox-shapes-vae-smoke` once (4 steps of the tiny VAE on 8 clips)."""
+    run = tmp_path_factory.mktemp("vae") / "run"
+    assert cli("train", "cogvideox-shapes-vae-smoke", "--output", str(run), "--no-progress") == 0
+    return run
 
-    torch.manual_seed(0)
-    return cogvideox_vae_tiny().save_pretrained(tmp_path_factory.mktemp("vae") / "final")
+
+@pytest.fixture(scope="module")
+def tiny_vae_dir(vae_smoke_run):
+    return vae_smoke_run / "final"
+
+
+def test_vae_smoke_recipe_end_to_end(vae_smoke_run):
+    from vidgen.modeling import load_safetensors
+    from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
+
+    records = [json.loads(line) for line in (vae_smoke_run / "log.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if not r.get("eval")]
+    evals = [r for r in records if r.get("eval")]
+    assert [r["step"] for r in train_records] == [2, 4] and [r["step"] for r in evals] == [2, 4]
+    assert {"loss", "l1", "kl", "psnr", "grad_norm", "lr"} <= set(train_records[0])
+    assert all(0 < r["psnr"] < 100 for r in evals)
+    assert sorted(p.name for p in (vae_smoke_run / "samples").iterdir()) == ["step_0000004_recon_0.gif"]
+    vae = CogVideoXVAE.from_pretrained(vae_smoke_run / "final")
+    ema = load_safetensors(vae_smoke_run / "checkpoints" / "step_00000004" / "ema.safetensors")
+    assert all(torch.equal(vae.state_dict()[k], v) for k, v in ema.items())  # final/ = the EMA weights
+    video = torch.zeros(1, 3, 9, 32, 32)
+    assert vae.decode(vae.encode(video)).shape == video.shape
+
+
+def test_vae_random_crop_is_per_clip_and_seeded():
+    from vidgen.training.cogvideox import random_crop
+
+    video = torch.arange(2 * 1 * 9 * 8 * 8, dtype=torch.float32).view(2, 1, 9, 8, 8)
+    a = random_crop(video, 4, 5, torch.Generator().manual_seed(1))
+    b = random_crop(video, 4, 5, torch.Generator().manual_seed(1))
+    assert a.shape == (2, 1, 5, 4, 4) and torch.equal(a, b)
+    for i in range(2):  # each crop is a contiguous window of its own clip
+        t0, y0, x0 = int(a[i, 0, 0, 0, 0]) // 64 % 9, int(a[i, 0, 0, 0, 0]) % 64 // 8, int(a[i, 0, 0, 0, 0]) % 8
+        assert torch.equal(a[i], video[i, :, t0:t0 + 5, y0:y0 + 4, x0:x0 + 4])
+    assert random_crop(video, 0, 0, torch.Generator()) is video
+    with pytest.raises(VidgenError, match="larger than the clips"):
+        random_crop(video, 16, 5, torch.Generator())
 
 
 def smoke_args(vae_dir) -> list[str]:
