@@ -406,7 +406,12 @@ def _toy_build(recipe, context: BuildContext) -> TrainingSetup:
     from vidgen.training.cogvideox import SelectKeys
     from vidgen.training.recipes import build_model
 
+    calls = {"n": 0}
+
     def objective(model, batch, generator):
+        calls["n"] += 1
+        if calls["n"] == recipe.sections["toy"].interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during this step
         video = batch["video"]
         noisy = video + 0.1 * torch.randn(video.shape, generator=generator)
         return {"loss": (model(noisy) - video).pow(2).mean()}
@@ -422,6 +427,7 @@ def _toy_build(recipe, context: BuildContext) -> TrainingSetup:
 class ToyOptions:
     note: str = "hello"
     level: int = 1
+    interrupt_at: int = 0
 
 
 register_kind(RecipeKind(name="toy-test", description="a test kind", sizes=lambda: {"small": TinyVideoNet},
@@ -468,7 +474,8 @@ def test_recipe_parsing_and_overrides(tmp_path):
     assert recipe.data.name == "shapes" and recipe.data.options["seed"] == 3
     assert recipe.sections["toy"].note == "hi there" and recipe.sections["toy"].level == 2
     resolved = recipe.to_dict()
-    assert resolved["train"]["lr"] == 5e-3 and resolved["toy"] == {"note": "hi there", "level": 2}
+    assert resolved["train"]["lr"] == 5e-3
+    assert resolved["toy"] == {"note": "hi there", "level": 2, "interrupt_at": 0}
     # ints are accepted where floats are expected
     assert load_recipe(write_toy(tmp_path), ["train.lr=1"]).train.lr == 1.0
 
@@ -548,6 +555,19 @@ def test_cli_train_toy_resume_and_refusals(tmp_path, capsys):
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4]
     assert (out / "samples" / "4.txt").is_file()
+
+
+def test_cli_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli("train", str(write_toy(tmp_path)), "--output", str(out), "--set", "toy.interrupt_at=3",
+               "--set", "train.checkpoint_every=0", "--no-progress")
+    assert code == 130
+    assert "interrupted at step 3" in capsys.readouterr().out
+    assert [s for s, _ in checkpoint_dirs(out / "checkpoints")] == [3]
+    assert not (out / "final").exists()
+    assert cli("train", str(write_toy(tmp_path)), "--output", str(out), "--resume", "--set", "toy.interrupt_at=3",
+               "--set", "train.checkpoint_every=0", "--no-progress") == 0
+    assert (out / "final" / "model.safetensors").is_file()
 
 
 def test_cli_list_and_help(capsys):

@@ -338,7 +338,12 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     sample: SampleOptions = recipe.sections["sample"]
     schedule = diffusion.schedule()
 
-    vae_folder = resolve_model_path(condition.vae)
+    try:
+        vae_folder = resolve_model_path(condition.vae)
+    except VidgenError:
+        raise VidgenError(f"condition.vae = {condition.vae!r} is not a VAE folder (nor a bundled model): train "
+                          f"one first (e.g. `vidgen train cogvideox-shapes-vae`, which writes "
+                          f"runs/cogvideox-shapes-vae/final) or pass --set condition.vae=FOLDER") from None
     vae = CogVideoXVAE.from_pretrained(vae_folder, device=context.device).eval().requires_grad_(False)
     text_encoder = load_text_encoder(condition.text_encoder, max_length=condition.text_max_length,
                                      device=context.device)

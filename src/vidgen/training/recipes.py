@@ -217,7 +217,7 @@ def list_kinds() -> list[RecipeKind]:
 
 
 def shipped_recipes() -> list[Path]:
-    return sorted(RECIPES_DIR.glob("*.toml")) if RECIPES_DIR.is_dir() else []
+    return sorted(RECIPES_DIR.glob("*.toml"), key=lambda p: p.stem) if RECIPES_DIR.is_dir() else []
 
 
 def resolve_recipe_path(name_or_path: str | Path) -> Path:
