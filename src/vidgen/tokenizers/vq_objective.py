@@ -1,0 +1,190 @@
+"""Training objective of a VQ video tokenizer (MAGVIT's 3D-VQ; any model returning
+`(reconstruction, QuantizerOutput)` from `model(video)`).
+
+    loss = w_rec * L_rec(x, x_hat) + w_q * (codebook + beta * commitment + w_ent * entropy)
+         + w_perc * perceptual(x, x_hat)                          (only with a feature network)
+         + w_gan * G_loss(D(x_hat))                               (from `gan.start_step` on)
+
+and, inside the same call, one discriminator update on (x, sg(x_hat)) with the GAN loss plus
+w_lecam * LeCam (MAGVIT: hinge GAN, weight 0.1, LeCam 0.001).
+
+How it fits the trainer. The trainer calls `objective(model, batch, generator)`, back-propagates the
+returned "loss" into the tokenizer and steps the tokenizer's optimizer. The objective owns everything
+adversarial (discriminator, its AdamW, LeCam anchors; see `gan_losses.AdversarialLoss`) and updates
+the discriminator itself during the call, before computing the generator's term, so the trainer
+needs no GAN-specific code. The discriminator step and the step counter only advance in training mode
+with gradients enabled (`objective.train()`, not under `torch.no_grad()`): evaluation calls report
+losses and metrics without touching any state.
+
+Exact resume: `state_tensors()` returns every tensor of that state (step counter, discriminator
+weights, its optimizer moments, LeCam EMAs) for a safetensors file next to the trainer's checkpoint;
+`load_state_tensors()` restores it. The counter counts objective calls (micro-batches, if the trainer
+accumulates gradients); `gan.start_step` is in those units.
+
+Returned dict (float32 scalars; only "loss" carries a graph): loss, reconstruction, quantizer,
+commitment, codebook, entropy, perceptual, gan_generator, gan_weight, disc_loss, lecam, logits_real,
+logits_fake (the GAN entries only once the GAN is active), and metrics psnr (dB, on [0, 1] pixels),
+codebook_usage (fraction of codes used in the batch), perplexity (effective number of codes used).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vidgen.errors import VidgenError
+from vidgen.tokenizers.discriminator import Discriminator3D, DiscriminatorConfig
+from vidgen.tokenizers.gan_losses import AdversarialLoss, GANConfig, PerceptualLoss
+
+__all__ = ["VQObjectiveConfig", "VQTokenizerObjective", "video_psnr"]
+
+
+@dataclass
+class VQObjectiveConfig:
+    """reconstruction_loss: "l2" (MAGVIT) or "l1" (VQGAN). quantizer_weight multiplies the quantizer's
+    own weighted loss. perceptual_weight applies only when a feature network is given. gan: the
+    adversarial settings, None = no GAN. discriminator: config of the discriminator built when none is
+    passed to the objective. Nested configs may be given as dicts (e.g. from a TOML recipe)."""
+
+    reconstruction_loss: Literal["l1", "l2"] = "l2"
+    reconstruction_weight: float = 1.0
+    quantizer_weight: float = 1.0
+    perceptual_weight: float = 0.1
+    gan: GANConfig | None = field(default_factory=GANConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        if self.reconstruction_loss not in ("l1", "l2"):
+            raise VidgenError(f"reconstruction_loss must be 'l1' or 'l2', got {self.reconstruction_loss!r}")
+        if isinstance(self.gan, dict):
+            self.gan = _from_dict(GANConfig, self.gan, "gan")
+        if isinstance(self.discriminator, dict):
+            self.discriminator = _from_dict(DiscriminatorConfig, self.discriminator, "discriminator")
+
+
+def _from_dict(cls: type, data: dict[str, Any], name: str) -> Any:
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise VidgenError(f"unknown keys in the objective's {name} config: {unknown}; allowed: {sorted(allowed)}")
+    return cls(**data)
+
+
+def video_psnr(video: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """Mean over clips of PSNR (dB) between videos in [-1, 1], measured on [0, 1] pixels (the
+    reconstruction clamped first). (B, C, T, H, W) x2 -> scalar float32."""
+    x = (video.float() + 1) / 2
+    y = (reconstruction.float().clamp(-1, 1) + 1) / 2
+    mse = (x - y).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return (-10.0 * torch.log10(mse)).mean()
+
+
+def _video_from_batch(batch: Any) -> torch.Tensor:
+    """A batch is a video tensor (B, C, T, H, W), a dict with "video", or a tuple/list starting with one."""
+    if isinstance(batch, dict):
+        if "video" not in batch:
+            raise VidgenError(f"the batch dict has no 'video' entry (keys: {sorted(batch)})")
+        batch = batch["video"]
+    elif isinstance(batch, (tuple, list)) and batch:
+        batch = batch[0]
+    if not isinstance(batch, torch.Tensor) or batch.ndim != 5 or not batch.is_floating_point():
+        what = f"shape {tuple(batch.shape)}, dtype {batch.dtype}" if isinstance(batch, torch.Tensor) else type(batch).__name__
+        raise VidgenError(f"the tokenizer objective needs float video (B, C, T, H, W) in [-1, 1], got {what}")
+    return batch
+
+
+class VQTokenizerObjective(nn.Module):
+    """`objective(model, batch, generator=None) -> dict` for VQ tokenizers (module docstring).
+
+    Args:
+        config: loss weights and the GAN settings.
+        discriminator: the discriminator to train (default: `Discriminator3D(config.discriminator)`,
+            built only when `config.gan` is set).
+        feature_net: frames (N, 3, H, W) -> features, for the perceptual loss (None: off).
+    """
+
+    def __init__(self, config: VQObjectiveConfig | None = None, discriminator: nn.Module | None = None,
+                 feature_net: Callable[[torch.Tensor], Any] | None = None):
+        super().__init__()
+        self.config = config or VQObjectiveConfig()
+        self.perceptual = PerceptualLoss(feature_net) if self.config.perceptual_weight > 0 else None
+        self.adversarial: AdversarialLoss | None = None
+        if self.config.gan is not None:
+            discriminator = discriminator if discriminator is not None else Discriminator3D(self.config.discriminator)
+            self.adversarial = AdversarialLoss(discriminator, self.config.gan)
+        elif discriminator is not None:
+            raise VidgenError("a discriminator was given but config.gan is None (GAN off); set config.gan")
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def forward(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
+                ) -> dict[str, torch.Tensor]:
+        # `generator` is part of the trainer's calling convention; this objective draws no random numbers.
+        video = _video_from_batch(batch)
+        cfg = self.config
+        reconstruction, q = model(video)
+        if reconstruction.shape != video.shape:
+            raise VidgenError(f"the model reconstructed shape {tuple(reconstruction.shape)} from a video of "
+                              f"shape {tuple(video.shape)}")
+        rec = reconstruction.float()
+        target = video.float()
+        rec_loss = F.mse_loss(rec, target) if cfg.reconstruction_loss == "l2" else F.l1_loss(rec, target)
+        loss = cfg.reconstruction_weight * rec_loss + cfg.quantizer_weight * q.loss
+        nll = cfg.reconstruction_weight * rec_loss  # what VQGAN's adaptive weight balances against
+        logs: dict[str, torch.Tensor] = {
+            "reconstruction": rec_loss.detach(), "quantizer": q.loss.detach(),
+            **{name: value.detach().float() for name, value in q.losses.items()},
+        }
+        if self.perceptual is not None and self.perceptual.enabled:
+            perceptual = self.perceptual(reconstruction, video)
+            loss = loss + cfg.perceptual_weight * perceptual
+            nll = nll + cfg.perceptual_weight * perceptual
+            logs["perceptual"] = perceptual.detach()
+
+        training = self.training and torch.is_grad_enabled()
+        if training and self.adversarial is not None and self.adversarial.active(int(self.step)):
+            logs.update(self.adversarial.discriminator_step(video, reconstruction.detach()))
+            last_layer = model.last_layer_weight() if hasattr(model, "last_layer_weight") else None
+            gan_loss, gan_logs = self.adversarial.generator_loss(reconstruction, nll, last_layer)
+            loss = loss + gan_loss
+            logs.update(gan_logs)
+        if training:
+            self.step += 1
+
+        with torch.no_grad():
+            logs["psnr"] = video_psnr(video, reconstruction)
+            if q.usage is not None:
+                logs["codebook_usage"] = q.usage.float()
+            if q.perplexity is not None:
+                logs["perplexity"] = q.perplexity.float()
+        return {"loss": loss, **logs}
+
+    # ---- exact resume
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the objective's training state (CPU, contiguous: safetensors-ready)."""
+        tensors = {"step": self.step.detach().cpu().clone()}
+        if self.adversarial is not None:
+            tensors.update(self.adversarial.state_tensors(prefix="adversarial."))
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what `state_tensors` returned (raises VidgenError when it does not match)."""
+        if "step" not in tensors:
+            raise VidgenError("objective state has no 'step' entry")
+        has_adversarial = any(k.startswith("adversarial.") for k in tensors)
+        if has_adversarial != (self.adversarial is not None):
+            raise VidgenError("objective state and objective disagree on whether a GAN is used: state "
+                              f"{'has' if has_adversarial else 'has no'} discriminator tensors, the objective "
+                              f"{'has' if self.adversarial is not None else 'has no'} discriminator")
+        unknown = sorted(k for k in tensors if k != "step" and not k.startswith("adversarial."))
+        if unknown:
+            raise VidgenError(f"unexpected objective state tensors: {unknown[:10]}")
+        self.step.copy_(tensors["step"])
+        if self.adversarial is not None:
+            self.adversarial.load_state_tensors(tensors, prefix="adversarial.")
