@@ -22,7 +22,9 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/vidgen demo -o $(OUT)
+	mkdir -p $(OUT)
+	$(VENV)/bin/vidgen data preview shapes -o $(OUT)/shapes-sample.mp4
+	@echo "demo video written to $(OUT)/shapes-sample.mp4"
 
 browser:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
