@@ -347,6 +347,8 @@ def test_log_samples_eval_and_export(tmp_path):
     assert exported["net.0.weight"].dtype == torch.bfloat16
     assert torch.equal(exported["net.0.weight"], trainer.ema.model.net[0].weight.detach().to(torch.bfloat16))
     assert not torch.equal(trainer.ema.model.net[0].weight, trainer.model.net[0].weight)
+    raw = load_safetensors(tmp_path / "run" / "final_raw" / "model.safetensors")
+    assert torch.equal(raw["net.0.weight"], trainer.model.net[0].weight.detach().to(torch.bfloat16))
 
 
 def test_bf16_autocast_and_non_finite_loss(tmp_path):
@@ -496,6 +498,33 @@ def test_recipe_parsing_and_overrides(tmp_path):
 def test_recipe_errors_name_key_and_allowed_values(tmp_path, override, message):
     with pytest.raises(VidgenError, match=message):
         load_recipe(write_toy(tmp_path), override)
+
+
+def test_recipe_extra_datasets_are_concatenated(tmp_path):
+    text = TOY_RECIPE.replace("[train]", "[[data.extra]]\nname = \"digits\"\nnum_items = 3\nsize = 16\n"
+                              "num_frames = 1\n[train]")
+    recipe = load_recipe(write_toy(tmp_path, text))
+    assert [spec.name for spec in recipe.data.extra] == ["digits"]
+    assert recipe.to_dict()["data"]["extra"] == [{"name": "digits", "num_items": 3, "size": 16, "num_frames": 1}]
+    dataset = recipe.data.build(split="train")
+    assert len(dataset) == 6 + 3 and dataset[7]["video"].shape == (3, 1, 16, 16)
+    with pytest.raises(VidgenError, match=r"unknown option\(s\) data.extra.colour for dataset 'digits'"):
+        load_recipe(write_toy(tmp_path, text), ["data.extra=[{name = \"digits\", colour = 1}]"])
+
+
+def test_cache_key_follows_vae_weights_and_data(tmp_path):
+    from vidgen.tokenizers.cogvideox_vae import cogvideox_vae_tiny
+    from vidgen.training.latent_cache import cache_key
+
+    torch.manual_seed(0)
+    a = cogvideox_vae_tiny().save_pretrained(tmp_path / "a")
+    torch.manual_seed(1)
+    b = cogvideox_vae_tiny().save_pretrained(tmp_path / "b")
+    data = {"name": "shapes", "num_items": 8}
+    key = cache_key(a, data, "minilm", 16)
+    assert key == cache_key(a, dict(data), "minilm", 16)
+    assert len({key, cache_key(b, data, "minilm", 16), cache_key(a, {**data, "num_items": 9}, "minilm", 16),
+                cache_key(a, data, "minilm", 32)}) == 4
 
 
 def test_recipe_lookup_errors(tmp_path):

@@ -23,7 +23,7 @@ What one step does, in order:
         saved and restored around them so that hooks never change the training run
     every checkpoint_every steps: checkpoint (atomic, last `keep_checkpoints` kept)
 At the end: a last checkpoint, then the export (EMA or raw weights, via `save_pretrained`) in
-run_dir/final/. Ctrl-C finishes the current step, writes a checkpoint and returns (a second Ctrl-C
+run_dir/final/ (and the raw weights in run_dir/final_raw/ when final/ holds the EMA). Ctrl-C finishes the current step, writes a checkpoint and returns (a second Ctrl-C
 quits at once).
 """
 
@@ -457,11 +457,15 @@ class Trainer:
             self.model.train()
 
     def export(self) -> Path:
-        """Write the final model (EMA or raw, see `TrainConfig.export`) and return its folder."""
-        model = self.ema.model if (self.config.export == "ema" and self.ema is not None) else self.model
+        """Write the final model (EMA or raw, see `TrainConfig.export`) and return its folder. With
+        EMA export the raw weights are written alongside, to run_dir/final_raw/ (for comparisons)."""
+        dtype = torch.bfloat16 if self.config.export_dtype == "bfloat16" else None
+        model = self.model
+        if self.config.export == "ema" and self.ema is not None:
+            model = self.ema.model
+            export_model(self.model, self.run_dir / "final_raw", dtype)
         if self.export_fn is not None:
             return Path(self.export_fn(model, self.run_dir))
-        dtype = torch.bfloat16 if self.config.export_dtype == "bfloat16" else None
         return export_model(model, self.run_dir / "final", dtype)
 
 
