@@ -10,6 +10,7 @@ from vidgen.errors import CheckpointError, VidgenError
 from vidgen.tokenizers.cogvideox_vae import (
     CogVideoXVAE,
     CogVideoXVAEConfig,
+    cogvideox_vae_shapes,
     cogvideox_vae_tiny,
     frame_chunks,
 )
@@ -205,6 +206,8 @@ def test_shape_rules(tiny):
             latents = tiny.encode(_video(1, T, 8, 16))
             assert latents.shape == (1, 4, 1 + (T - 1) // 4, 1, 2)
             assert tiny.decode(latents).shape == (1, 3, T, 8, 16)
+    shapes = cogvideox_vae_shapes()
+    assert shapes.latent_shape(17, 64, 64) == (5, 8, 8) and shapes.config.latent_channels == 16
     assert frame_chunks(17, 8) == [(0, 9), (9, 17)]
     assert frame_chunks(13, 8) == [(0, 13)]  # diffusers' rule: the remainder joins the first chunk
     assert frame_chunks(5, 2) == [(0, 3), (3, 5)]

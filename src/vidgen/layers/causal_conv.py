@@ -35,7 +35,22 @@ from vidgen.errors import VidgenError
 TimePadMode = Literal["replicate", "zeros"]
 SpatialPadMode = Literal["zeros", "reflect", "replicate"]
 
-__all__ = ["CausalConv3d", "CausalStream", "conv3d", "inflate_conv2d_to_3d"]
+__all__ = ["CausalConv3d", "CausalStream", "conv3d", "empty_like_layout", "inflate_conv2d_to_3d"]
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """True for a dense (B, C, T, H, W) tensor laid out channels-last (C varies fastest in memory)."""
+    return x.ndim == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def empty_like_layout(x: torch.Tensor, *shape: int) -> torch.Tensor:
+    """An uninitialised 5D tensor of `shape` with the dtype, device and memory layout of `x`.
+
+    vidgen's video models run inference channels-last on CPU (oneDNN's 3D convs are 20-30% faster
+    there at high resolution); buffers allocated along the way keep that layout.
+    """
+    fmt = torch.channels_last_3d if is_channels_last(x) else torch.contiguous_format
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 
 
 def _as_triple(v: int | tuple[int, ...]) -> tuple[int, int, int]:
@@ -55,7 +70,9 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
             and max(weight.shape[2:]) > 1 and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")):
-        return torch.mkldnn_convolution(x.contiguous(), weight, bias, _as_triple(padding), _as_triple(stride),
+        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last_3d)):
+            x = x.contiguous()
+        return torch.mkldnn_convolution(x, weight, bias, _as_triple(padding), _as_triple(stride),
                                         _as_triple(dilation), 1)
     return F.conv3d(x, weight, bias, stride, padding, dilation)
 
@@ -161,7 +178,7 @@ class CausalConv3d(nn.Conv3d):
         copy that concatenating the past frames in front of `x` would cost.
         """
         B, C, T, H, W = x.shape
-        return x.new_empty(B, C, self.time_padding + T, H, W)
+        return empty_like_layout(x, B, C, self.time_padding + T, H, W)
 
     def body(self, buffer: torch.Tensor) -> torch.Tensor:
         """The view of `buffer` that holds the current chunk's frames: (B, C_in, T, H, W)."""

@@ -28,6 +28,7 @@ from einops import rearrange
 from torch import nn
 
 from vidgen.errors import VidgenError
+from vidgen.layers.causal_conv import is_channels_last
 
 NormScope = Literal["frame", "chunk"]
 
@@ -44,16 +45,28 @@ def group_norm_stats(x: torch.Tensor, num_groups: int, scope: NormScope) -> tupl
     """
     B, C = x.shape[:2]
     G = num_groups
+    if scope == "frame" and x.ndim != 5:
+        raise VidgenError(f"GroupNorm3d with scope 'frame' needs (B, C, T, H, W), got shape {tuple(x.shape)}")
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
-    if scope == "chunk":
+    if is_channels_last(x):
+        # Channels-last: per-channel moments of each sample (chunk) or frame (frame) are what
+        # batch_norm's channels-last kernel computes; no relayout copy.
+        T = x.shape[2]
+        pieces = [x[b:b + 1] for b in range(B)] if scope == "chunk" else \
+            [x[b:b + 1, :, t] for b in range(B) for t in range(T)]
+        moments = [torch.batch_norm_update_stats(piece, None, None, 0.0) for piece in pieces]
+        frames = 1 if scope == "chunk" else T
+        row_mean = torch.stack([m for m, _ in moments]).view(B, frames, G, C // G).permute(0, 2, 3, 1)
+        row_var = torch.stack([v for _, v in moments]).view(B, frames, G, C // G).permute(0, 2, 3, 1)
+    elif scope == "chunk":
         mean, var = torch.batch_norm_update_stats(x.reshape(1, B * G, -1), None, None, 0.0)
         return mean.view(B, G, 1), var.view(B, G, 1)
-    if x.ndim != 5:
-        raise VidgenError(f"GroupNorm3d with scope 'frame' needs (B, C, T, H, W), got shape {tuple(x.shape)}")
-    T = x.shape[2]
-    row_mean, row_var = torch.batch_norm_update_stats(x.reshape(1, B * C * T, -1), None, None, 0.0)
-    row_mean, row_var = row_mean.view(B, G, C // G, T), row_var.view(B, G, C // G, T)
+    else:
+        T = x.shape[2]
+        row_mean, row_var = torch.batch_norm_update_stats(x.reshape(1, B * C * T, -1), None, None, 0.0)
+        row_mean, row_var = row_mean.view(B, G, C // G, T), row_var.view(B, G, C // G, T)
+    # Groups from rows of equal size: mean of means, and var = mean(row var) + var(row means).
     mean = row_mean.mean(dim=2)
     var = row_var.mean(dim=2) + (row_mean - mean.unsqueeze(2)).square().mean(dim=2)
     return mean, var
@@ -173,13 +186,21 @@ class SpatialNorm3d(nn.Module):
             a_seg, c_seg = (a, c) if a.shape[2] == 1 else (a[:, :, f_frames], c[:, :, f_frames])
             a_seg = a_seg.reshape(B, C, -1, 1 if a_seg.shape[2] == 1 else rt, 1, 1, 1, 1)
             c_seg = c_seg.reshape(a_seg.shape)
-            # (f * a + c) * s + b  ==  f * (a * s) + (c * s + b): both factors live at latent resolution.
-            factor = (a_seg * s.float()).to(f.dtype)
-            offset = (c_seg * s.float() + b.float()).to(f.dtype)
+            # (f * a + c) * s + b  ==  f * (a * s) + (c * s + b): both factors live at latent resolution
+            # in height; they are expanded to the full width (1 / rh of f's size) so that the one pass
+            # over f runs along contiguous rows instead of an innermost broadcast of length rw.
+            factor, offset = a_seg * s.float(), c_seg * s.float() + b.float()  # (B, C, Tz, rt|1, Hz, 1, Wz, 1)
+            wide = (*factor.shape[:6], W)
+            factor = factor.expand(*factor.shape[:7], rw).reshape(wide).to(f.dtype)
+            offset = offset.expand(*offset.shape[:7], rw).reshape(wide).to(f.dtype)
+            if is_channels_last(f):  # match f's memory order (channels fastest) for the pass below
+                factor = factor.movedim(1, -1).contiguous().movedim(-1, 1)
+                offset = offset.movedim(1, -1).contiguous().movedim(-1, 1)
+            f_rows = f_seg.reshape(B, C, Tz, rt, Hz, rh, W)
             if out is None:
-                results.append(torch.addcmul(offset, f_view, factor).reshape(B, C, Tf, H, W))
+                results.append(torch.addcmul(offset, f_rows, factor).reshape(B, C, Tf, H, W))
             else:
-                torch.addcmul(offset, f_view, factor, out=out[:, :, f_frames].view(f_view.shape))
+                torch.addcmul(offset, f_rows, factor, out=out[:, :, f_frames].view(f_rows.shape))
         if out is not None:
             return out
         return results[0] if len(results) == 1 else torch.cat(results, dim=2)

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidgen.errors import CheckpointError, VidgenError
-from vidgen.layers.causal_conv import CausalConv3d, CausalStream, conv3d
+from vidgen.layers.causal_conv import CausalConv3d, CausalStream, conv3d, empty_like_layout
 from vidgen.layers.norms import GroupNorm3d, NormScope, SpatialNorm3d
 from vidgen.modeling import PretrainedModel, load_safetensors, read_json, resolve_model_path
 from vidgen.tokenizers.distributions import DiagonalGaussian
@@ -135,21 +135,28 @@ def _at_start(stream: CausalStream | None) -> bool:
     return stream is None or stream.at_start
 
 
-def norm_act_conv(norm: nn.Module, conv: CausalConv3d, x: torch.Tensor, stream: CausalStream | None,
+def norm_act_into(norm: nn.Module, conv: CausalConv3d, x: torch.Tensor, stream: CausalStream | None,
                   z: torch.Tensor | None = None) -> torch.Tensor:
-    """conv(silu(norm(x))), the pre-activation unit of every block.
+    """silu(norm(x)) written into the padded input buffer of `conv` (inference: no autograd).
 
-    Without autograd, the norm writes straight into the padded input buffer of the causal conv and
-    SiLU runs in place there: one activation-sized buffer instead of three (norm out, SiLU out, padded).
+    One activation-sized buffer instead of three (norm output, SiLU output, padded copy); the caller
+    can drop x before running `conv.stream_padded(buffer, stream)`.
     """
     norm_kwargs = {} if z is None else {"z": z, "first_frame_alone": _at_start(stream)}
-    if torch.is_grad_enabled():
-        return conv.stream(F.silu(norm(x, **norm_kwargs)), stream)
     buffer = conv.padded_buffer(x)
     body = conv.body(buffer)
     norm(x, out=body, **norm_kwargs)
     F.silu(body, inplace=True)
-    return conv.stream_padded(buffer, stream)
+    return buffer
+
+
+def norm_act_conv(norm: nn.Module, conv: CausalConv3d, x: torch.Tensor, stream: CausalStream | None,
+                  z: torch.Tensor | None = None) -> torch.Tensor:
+    """conv(silu(norm(x))), the pre-activation unit of every block."""
+    if torch.is_grad_enabled():
+        norm_kwargs = {} if z is None else {"z": z, "first_frame_alone": _at_start(stream)}
+        return conv.stream(F.silu(norm(x, **norm_kwargs)), stream)
+    return conv.stream_padded(norm_act_into(norm, conv, x, stream, z), stream)
 
 
 class ResBlock3d(nn.Module):
@@ -173,10 +180,17 @@ class ResBlock3d(nn.Module):
 
     def forward(self, x: torch.Tensor, stream: CausalStream | None = None,
                 z: torch.Tensor | None = None) -> torch.Tensor:
-        h = norm_act_conv(self.norm1, self.conv1, x, stream, z)
-        h = norm_act_conv(self.norm2, self.conv2, h, stream, z)
-        skip = x if self.skip is None else self.skip(x)
-        return h + skip if torch.is_grad_enabled() else h.add_(skip)
+        if torch.is_grad_enabled():
+            h = norm_act_conv(self.norm1, self.conv1, x, stream, z)
+            h = norm_act_conv(self.norm2, self.conv2, h, stream, z)
+            return h + (x if self.skip is None else self.skip(x))
+        # Inference: at most three activations alive at once (x, a padded buffer, a conv output).
+        h = self.conv1.stream_padded(norm_act_into(self.norm1, self.conv1, x, stream, z), stream)
+        buffer = norm_act_into(self.norm2, self.conv2, h, stream, z)
+        del h
+        h = self.conv2.stream_padded(buffer, stream)
+        del buffer
+        return h.add_(x if self.skip is None else self.skip(x))
 
 
 class Downsample3d(nn.Module):
@@ -202,7 +216,7 @@ class Downsample3d(nn.Module):
                 x = torch.cat([x[:, :, :keep], (rest[:, :, :, 0] + rest[:, :, :, 1]) * 0.5], dim=2)
             return self._conv(F.pad(x, (0, 1, 0, 1)))
         # Inference: pool straight into the zero-bordered buffer the conv reads.
-        padded = x.new_empty(B, C, T_out, H + 1, W + 1)
+        padded = empty_like_layout(x, B, C, T_out, H + 1, W + 1)
         padded[..., H, :].zero_()
         padded[..., :H, W].zero_()
         inner = padded[..., :H, :W]
@@ -223,6 +237,11 @@ class Upsample3d(nn.Module):
     video's first is repeated: T = 1 + n -> 1 + 2n).
 
     The conv is per frame, so it runs before the time repetition (half the work, same numbers).
+    Inference computes "nearest x2 then 3x3 conv" as four 2x2 convs on the small input, one per output
+    pixel phase (sub-pixel convolution): a 3x3 window over a nearest-upsampled image covers only 2x2
+    distinct input pixels, so its taps fold into 2x2 kernels. 16 instead of 36 multiply-adds per input
+    pixel and no upsampled copy of the input; the phases are written straight into the (time-repeated)
+    output. Same result up to float rounding of the folded weights.
     """
 
     def __init__(self, channels: int, compress_time: bool):
@@ -231,19 +250,37 @@ class Upsample3d(nn.Module):
         self.conv = nn.Conv3d(channels, channels, kernel_size=(1, 3, 3), padding=(0, 1, 1))
 
     def forward(self, x: torch.Tensor, stream: CausalStream | None = None) -> torch.Tensor:
-        up = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
-        y = conv3d(up, self.conv.weight, self.conv.bias, padding=(0, 1, 1))  # (B, C, T, 2H, 2W)
-        del up
-        if not self.compress_time:
-            return y
-        keep = 1 if _at_start(stream) else 0
+        B, _, T, H, W = x.shape
+        # Frames [0, keep) are output once, the others twice (time upsampling).
+        keep = (1 if _at_start(stream) else 0) if self.compress_time else T
         if torch.is_grad_enabled():
+            up = F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest")
+            y = conv3d(up, self.conv.weight, self.conv.bias, padding=(0, 1, 1))  # (B, C, T, 2H, 2W)
             return torch.cat([y[:, :, :keep], y[:, :, keep:].repeat_interleave(2, dim=2)], dim=2)
-        B, C, T, H, W = y.shape
-        out = y.new_empty(B, C, keep + 2 * (T - keep), H, W)
-        out[:, :, :keep].copy_(y[:, :, :keep])
-        out[:, :, keep:].view(B, C, T - keep, 2, H, W).copy_(y[:, :, keep:].unsqueeze(3))
+        O = self.conv.out_channels
+        out = empty_like_layout(x, B, O, keep + 2 * (T - keep), 2 * H, 2 * W)
+        once = out[:, :, :keep].view(B, O, keep, H, 2, W, 2)
+        twice = out[:, :, keep:].view(B, O, T - keep, 2, H, 2, W, 2)
+        for py, row_kernel in enumerate(_fold_taps(self.conv.weight[:, :, 0], dim=2)):  # (O, C, 2, 3)
+            # Both column phases of this row phase in one conv: (2O, C, 1, 2, 2) -> (B, 2O, T, H+1, W+1).
+            kernel = torch.cat(_fold_taps(row_kernel, dim=3), dim=0).unsqueeze(2)
+            y = conv3d(x, kernel, self.conv.bias.repeat(2), padding=(0, 1, 1))
+            for px in (0, 1):
+                # Output pixel (2i + py, 2j + px) reads input rows (i - 1 + py, i + py), same for columns:
+                # with one pixel of zero padding that is output (i + py, j + px) of the 2x2 conv.
+                phase = y[:, px * O:(px + 1) * O, :, py:py + H, px:px + W]
+                once[:, :, :, :, py, :, px] = phase[:, :, :keep]
+                twice[:, :, :, :, :, py, :, px] = phase[:, :, keep:].unsqueeze(3)
+            del y
         return out
+
+
+def _fold_taps(kernel: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """3 taps (a, b, c) along `dim` seen through nearest x2 upsampling -> the 2-tap kernels of the two
+    output phases: even outputs read (previous, current) input pixels with (a, b + c), odd outputs read
+    (current, next) with (a + b, c)."""
+    a, b, c = kernel.unbind(dim)
+    return torch.stack([a, b + c], dim), torch.stack([a + b, c], dim)
 
 
 class EncoderStage(nn.Module):
@@ -497,6 +534,8 @@ class CogVideoXVAE(PretrainedModel):
         into one pre-allocated output (no list of pieces to concatenate)."""
         B, _, T, H, W = x.shape
         T_out = 1 + (T - 1) // t_factor if encoding else 1 + (T - 1) * t_factor
+        # Inference on CPU runs channels-last: oneDNN's 3D convs are 20-30% faster at high resolution.
+        channels_last = x.device.type == "cpu" and not torch.is_grad_enabled()
         out_hw = (int(H * s_factor), int(W * s_factor))
         out = None
         tiles = self._tiles(H, W, tile_sample_size, tile_overlap, s_factor)
@@ -509,7 +548,11 @@ class CogVideoXVAE(PretrainedModel):
             for (rows, cols), (out_rows, out_cols), weight in tiles:
                 stream = CausalStream()
                 for start, end in frame_chunks(T, chunk):
-                    y = net(xb[:, :, start:end, rows, cols], stream)
+                    piece = xb[:, :, start:end, rows, cols]
+                    if channels_last:
+                        piece = piece.contiguous(memory_format=torch.channels_last_3d)
+                    y = net(piece, stream)
+                    del piece
                     stream.next_chunk()
                     if out is None:
                         out = y.new_empty(B, out_channels, T_out, *out_hw) if weight is None else \
@@ -722,16 +765,22 @@ def _load_diffusers_weights(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def cogvideox_vae_tiny(**overrides: Any) -> CogVideoXVAE:
-    """For tests: ~0.1M parameters, 4x time / 8x space."""
+    """For tests: ~0.2M parameters, 4x time / 8x space, 4 latent channels."""
     return CogVideoXVAE(dataclasses.replace(CogVideoXVAEConfig(
         block_out_channels=(8, 16, 16, 16), layers_per_block=1, latent_channels=4, norm_num_groups=4,
         scaling_factor=1.0), **overrides))
 
 
 def cogvideox_vae_shapes(**overrides: Any) -> CogVideoXVAE:
-    """The bundled Shapes model: 64x64x17 clips -> 5x8x8 latents."""
+    """The bundled Shapes model (~2.6M parameters): 17x64x64 clips -> 5x8x8 latents with 16 channels.
+
+    Full-resolution 3D convs dominate the cost on a CPU, so the first stage is narrow (16 channels;
+    Shapes are flat colours on black) and the width goes to the low-resolution stages. 16 latent
+    channels (CogVideoX's own) at 8x8x4 compression (48x) leave room for sharp edges after a short
+    training; the Shapes transformer takes 5x8x8x16 latents (80 tokens with patch 2).
+    """
     return CogVideoXVAE(dataclasses.replace(CogVideoXVAEConfig(
-        block_out_channels=(32, 64, 64, 64), layers_per_block=1, latent_channels=8, norm_num_groups=8,
+        block_out_channels=(16, 32, 64, 64), layers_per_block=1, latent_channels=16, norm_num_groups=8,
         scaling_factor=1.0), **overrides))
 
 
