@@ -22,9 +22,7 @@ $(STAMP): $(PY) pyproject.toml constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	mkdir -p $(OUT)
-	$(VENV)/bin/vidgen data preview shapes -o $(OUT)/shapes-sample.mp4
-	@echo "demo video written to $(OUT)/shapes-sample.mp4"
+	$(VENV)/bin/vidgen generate "$(PROMPT)" -o $(OUT)/demo.mp4 -o $(OUT)/demo.gif
 
 browser:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \

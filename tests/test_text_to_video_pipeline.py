@@ -85,10 +85,11 @@ def test_save_load_round_trip_and_cli(pipe, tmp_path):
     torch.testing.assert_close(a.tensor, b.tensor, atol=1e-5, rtol=0)
     out = tmp_path / "out.gif"
     result = subprocess.run([sys.executable, "-m", "vidgen.cli.main", "generate", "a red circle", "-o", str(out),
-                             "--model", str(folder), "--steps", "2", "--no-progress"],
-                            capture_output=True, text=True, timeout=300)
+                             "-o", str(tmp_path / "sub" / "out.mp4"), "--model", str(folder), "--steps", "2",
+                             "--no-progress"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert out.stat().st_size > 100 and "wrote" in result.stdout
+    assert out.stat().st_size > 100 and (tmp_path / "sub" / "out.mp4").stat().st_size > 100
+    assert result.stdout.count("wrote") == 2
     bad = subprocess.run([sys.executable, "-m", "vidgen.cli.main", "generate", "a red circle", "-o",
                           str(tmp_path / "x.mp4"), "--model", str(folder), "--frames", "8"],
                          capture_output=True, text=True, timeout=300)

@@ -9,6 +9,7 @@ DEFAULT_MODEL = "cogvideox-shapes"
 
 EXAMPLES = """examples:
   vidgen generate "a red circle moving left" -o out.mp4
+  vidgen generate "a red circle moving left" -o out.mp4 -o out.gif      # both formats, one generation
   vidgen generate "a green triangle sliding up" -o out.gif --seed 3 --steps 40 --guidance 5
   vidgen generate "a blue square moving right" -o out.mp4 --negative-prompt "a red circle"
   vidgen generate "a yellow circle moving down" -o out.mp4 --model ./runs/my-pipeline
@@ -22,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(default: the bundled {DEFAULT_MODEL}).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prompt", help="what the video shows")
-    parser.add_argument("-o", "--output", required=True, help="output file: .mp4, .gif, .mkv or .png (contact sheet)")
+    parser.add_argument("-o", "--output", required=True, action="append",
+                        help="output file: .mp4, .gif, .mkv or .png (contact sheet); repeat to write several")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name or local pipeline folder "
                         f"(default: {DEFAULT_MODEL}; see `vidgen models`)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed reproduces the video")
@@ -45,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from vidgen.pipelines import load_pipeline
     from vidgen.pipelines.output import SAVE_FORMATS
 
-    output = Path(args.output)
-    if output.suffix.lower() not in SAVE_FORMATS:
-        raise VidgenError(f"output {output.name!r}: use one of {', '.join(SAVE_FORMATS)}")
+    outputs = [Path(path) for path in args.output]
+    for output in outputs:
+        if output.suffix.lower() not in SAVE_FORMATS:
+            raise VidgenError(f"output {output.name!r}: use one of {', '.join(SAVE_FORMATS)}")
     if args.fps is not None and not 0 < args.fps <= 120:
         raise VidgenError(f"--fps {args.fps} must be in (0, 120]")
     pipe = load_pipeline(args.model, device=args.device)
@@ -60,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
                  sampler=args.sampler, progress=not args.no_progress)
     if args.fps is not None:
         video.fps = args.fps
-    video.save(output)
-    print(f"wrote {output} ({video.num_frames} frames, {video.tensor.shape[2]}x{video.tensor.shape[3]}, "
-          f"seed {args.seed}, {video.info['seconds']:.2f} s)")
+    for output in outputs:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        video.save(output)
+        print(f"wrote {output} ({video.num_frames} frames, {video.tensor.shape[2]}x{video.tensor.shape[3]}, "
+              f"seed {args.seed}, generated in {video.info['seconds']:.2f} s)")
     return 0
