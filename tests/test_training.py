@@ -261,10 +261,11 @@ def test_ctrl_c_checkpoints_then_resume_is_identical(tmp_path):
         return noisy_objective(model, batch, generator)
 
     first = make_trainer(tmp_path / "b", objective=interrupting, checkpoint_every=0)
+    handler_before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a background job
     result = first.train()
     assert result.interrupted and result.step == 3 and result.export_dir is None
     assert result.checkpoint.name == "step_00000003"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler_before  # handler restored
     second = make_trainer(tmp_path / "b", resume=True, checkpoint_every=0)
     done = second.train()
     assert not done.interrupted and done.step == 8
