@@ -304,3 +304,51 @@ def test_objective_errors():
     with pytest.raises(VidgenError, match="GAN"):
         objective.load_state_tensors(_gan_objective().state_tensors())
     assert VQObjectiveConfig(gan={"loss": "non_saturating"}).gan.loss == "non_saturating"
+
+
+def test_objective_random_crops_in_training_only():
+    torch.manual_seed(0)
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vq = magvit_vq_tiny()
+
+        def forward(self, video):
+            seen.append(video)
+            return self.vq(video)
+
+    model = Recorder()
+    objective = VQTokenizerObjective(VQObjectiveConfig(gan=None, perceptual_weight=0.0, crop_frames=4, crop_size=16))
+    video = _video(b=2, t=8, h=32, w=32)
+    objective(model, video, torch.Generator().manual_seed(0))
+    objective(model, video, torch.Generator().manual_seed(0))
+    assert seen[0].shape == (2, 3, 4, 16, 16) and torch.equal(seen[0], seen[1])    # same seed, same crops
+    # Each crop is a window of its own clip.
+    for i in range(2):
+        assert any(torch.equal(seen[0][i], video[i, :, t:t + 4, y:y + 16, x:x + 16])
+                   for t in range(5) for y in range(17) for x in range(17))
+    with torch.no_grad():
+        objective.eval()(model, video)
+    assert seen[-1].shape == video.shape                                            # eval: whole clips
+    with pytest.raises(VidgenError, match="larger than the clips"):
+        objective.train()(model, _video(b=1, t=4, h=8, w=16))
+
+
+def test_group_norm_is_exact_with_a_large_common_offset():
+    # Seen in training on black backgrounds: activations around 5e6 with small variations. The fused
+    # CPU group_norm kernel (channels-last) returns values of ~20 there instead of ~5.
+    from vidgen.tokenizers.magvit_vq import VideoGroupNorm
+
+    torch.manual_seed(0)
+    x = (4.9e6 + 0.5 * torch.randn(2, 8, 4, 16, 16)).contiguous(memory_format=torch.channels_last_3d)
+    centred = x.double().contiguous()
+    for scope in ("chunk", "frame"):
+        norm = VideoGroupNorm(4, 8, scope=scope)
+        if scope == "chunk":
+            expected = torch.nn.functional.group_norm(centred, 4, eps=1e-6)
+        else:
+            frames = centred.transpose(1, 2).reshape(8, 8, 16, 16)
+            expected = torch.nn.functional.group_norm(frames, 4, eps=1e-6).reshape(2, 4, 8, 16, 16).transpose(1, 2)
+        assert torch.allclose(norm(x).double(), expected, atol=1e-3), scope

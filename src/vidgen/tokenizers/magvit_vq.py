@@ -25,8 +25,9 @@ the centre time slot of the 3D kernel (zeros elsewhere; for `causal=True` the sl
 frame), and every other weight (norms, biases, codebook) copied. On a clip of identical frames the
 inflated model reproduces the 2D model frame by frame: central kernels see one frame, average pooling
 of equal frames and nearest upsampling are no-ops in time, and a GroupNorm over (T, H, W) of equal
-frames has the statistics of one frame. On other clips it differs only through the GroupNorms (clip
-statistics, `norm_scope="chunk"`) and is the starting point for 3D training.
+frames has the statistics of one frame. On other clips the convs still act frame by frame, but
+temporal pooling averages neighbouring frames and the GroupNorms use clip statistics
+(`norm_scope="chunk"`): the inflated model is a starting point for 3D training, not a copy.
 """
 
 from __future__ import annotations
@@ -189,9 +190,18 @@ class VideoGroupNorm(nn.GroupNorm):
         self.scope = scope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The fused CPU kernel's variance loses all precision when the activations carry a large
+        # common offset (seen in training: ~5e6 on black backgrounds, giving outputs of 3e4 instead
+        # of 14). Removing each group's mean first makes it exact; GroupNorm's output does not depend
+        # on a per-group constant, so the shift is detached and the result and gradients are unchanged.
+        b, c = x.shape[:2]
+        g = self.num_groups
+        with torch.no_grad():
+            shift = x.float().mean(dim=(2, 3, 4)).view(b, g, c // g).mean(-1, keepdim=True)   # (B, G, 1)
+            shift = shift.expand(b, g, c // g).reshape(b, c, 1, 1, 1).to(x.dtype)
+        x = x - shift
         if self.scope == "chunk":
             return super().forward(x)
-        b = x.shape[0]
         frames = rearrange(x, "b c t h w -> (b t) c h w")
         return rearrange(super().forward(frames), "(b t) c h w -> b c t h w", b=b)
 
@@ -479,12 +489,13 @@ def _inflate_kernel(weight2d: torch.Tensor, kt: int, mode: str, causal: bool) ->
 
 
 def magvit_vq_base(**overrides) -> MagvitVQ:
-    """MAGVIT-B's 3D-VQ: 16x128x128 -> 4x16x16 (16x64x64 -> 4x8x8), 1024 codes."""
+    """The default config, MAGVIT-B-like (64 base channels, multipliers 1-2-2-4, 2 blocks per level,
+    256-d codes): 16x128x128 -> 4x16x16 (16x64x64 -> 4x8x8) tokens from 1024 codes."""
     return MagvitVQ(MagvitVQConfig(**overrides))
 
 
 def magvit_vq_tiny(**overrides) -> MagvitVQ:
-    """A few thousand parameters, the default compression (4x8x8 tokens for 16x64x64): for tests."""
+    """0.12 M parameters with the default compression (4x8x8 tokens for 16x64x64): for tests."""
     return MagvitVQ(MagvitVQConfig(**{
         "base_channels": 8, "channel_multipliers": (1, 1, 2, 2), "num_res_blocks": 1, "embed_dim": 16,
         "codebook_size": 128, "norm_groups": 4, **overrides}))
