@@ -266,3 +266,53 @@ def test_sampling_is_reproducible_and_bf16_autocast_runs(tiny):
             out = tiny.decode(tiny.encode(video))
     assert out.shape == reference.shape and torch.isfinite(out).all()
     assert (out.float() - reference).abs().mean() < 0.05 * reference.abs().mean()
+
+
+# ----------------------------------------------------------------------------- the norms it is built on
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("scope", ["frame", "chunk"])
+def test_group_norm_scopes_match_nn_group_norm(scope, channels_last):
+    from vidgen.layers.norms import GroupNorm3d
+
+    torch.manual_seed(0)
+    norm = GroupNorm3d(4, 8, scope=scope)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 8, 5, 6, 7) * 3 + 10  # |mean| >> std: the statistics must not cancel badly
+    reference_norm = torch.nn.GroupNorm(4, 8, eps=1e-6)
+    reference_norm.load_state_dict(norm.state_dict())
+    if scope == "chunk":
+        expected = reference_norm(x)
+    else:
+        expected = torch.stack([reference_norm(x[:, :, t]) for t in range(5)], dim=2)
+    with torch.no_grad():
+        inference = norm(x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x)
+        expected = expected.detach()
+    torch.testing.assert_close(inference, expected, rtol=0, atol=2e-5)
+    torch.testing.assert_close(norm(x).detach(), expected, rtol=0, atol=2e-5)  # autograd path
+
+
+@pytest.mark.parametrize("first_frame_alone", [True, False])
+def test_spatial_norm_equals_upsample_then_modulate(first_frame_alone):
+    from vidgen.layers.norms import SpatialNorm3d
+
+    torch.manual_seed(0)
+    layer = SpatialNorm3d(8, 4, num_groups=4, scope="frame")
+    f = torch.randn(1, 8, 9 if first_frame_alone else 8, 16, 16)
+    z = torch.randn(1, 4, 3 if first_frame_alone else 2, 4, 4)
+    # Naive reference: nearest-upsample z to f's size (first frame alone), then 1x1 convs, then modulate.
+    if first_frame_alone:
+        z_up = torch.cat([F.interpolate(z[:, :, :1], size=(1, 16, 16)), F.interpolate(z[:, :, 1:], size=(8, 16, 16))], 2)
+    else:
+        z_up = F.interpolate(z, size=(8, 16, 16))
+    scale, shift = layer.to_scale_shift(z_up).chunk(2, dim=1)
+    expected = (layer.norm(f) * scale + shift).detach()
+    with torch.no_grad():
+        got = layer(f, z, first_frame_alone=first_frame_alone)
+        got_cl = layer(f.contiguous(memory_format=torch.channels_last_3d), z, first_frame_alone=first_frame_alone)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_cl, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(layer(f, z, first_frame_alone=first_frame_alone).detach(), expected, rtol=0, atol=1e-5)

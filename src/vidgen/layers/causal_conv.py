@@ -65,8 +65,14 @@ def conv3d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     PyTorch picks oneDNN with a heuristic written for images (batch > 1 or N*C*D*H > 20480), which sends
     a single video with few channels (B=1 inference, small models) to its reference kernel, 10-25x
     slower here. Same numbers up to float rounding; autograd works; other devices, dtypes and
-    autocast go through `F.conv3d` unchanged. 1x1x1 kernels too (the reference is faster for those).
+    autocast go through `F.conv3d` unchanged. 1x1x1 kernels too (the reference is faster for those),
+    except on channels-last input, where they are a plain matmul over channels.
     """
+    if (max(weight.shape[2:]) == 1 and _as_triple(stride) == (1, 1, 1) and _as_triple(padding) == (0, 0, 0)
+            and is_channels_last(x)):
+        # A 1x1x1 conv on channels-last memory is a matmul over the channel axis, with no relayout.
+        y = F.linear(x.permute(0, 2, 3, 4, 1), weight.flatten(1), bias)  # (B, T, H, W, C_out)
+        return y.permute(0, 4, 1, 2, 3)  # (B, C_out, T, H, W), channels-last
     if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
             and max(weight.shape[2:]) > 1 and torch.backends.mkldnn.is_available()
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled("cpu")):

@@ -28,7 +28,7 @@ from einops import rearrange
 from torch import nn
 
 from vidgen.errors import VidgenError
-from vidgen.layers.causal_conv import is_channels_last
+from vidgen.layers.causal_conv import conv3d, is_channels_last
 
 NormScope = Literal["frame", "chunk"]
 
@@ -40,8 +40,9 @@ def group_norm_stats(x: torch.Tensor, num_groups: int, scope: NormScope) -> tupl
 
     Float32 whatever the dtype of x, and without autograd. `batch_norm_update_stats` computes per-row
     moments of a (1, rows, n) view in one vectorised pass without allocating anything activation-sized
-    (`torch.var_mean` is ~10x slower on CPU). Per-frame group statistics combine the per-(channel,
-    frame) rows of a group exactly (equal counts): var = mean(row var) + var(row means).
+    (`torch.var_mean` is ~10x slower on CPU). Group statistics combine the per-(channel, frame) rows of
+    a group exactly (equal counts): var = mean(row var) + var(row means). Works on (B, C, T, H, W)
+    tensors in either memory layout (contiguous or channels-last).
     """
     B, C = x.shape[:2]
     G = num_groups
@@ -50,15 +51,17 @@ def group_norm_stats(x: torch.Tensor, num_groups: int, scope: NormScope) -> tupl
     if x.dtype not in (torch.float32, torch.float64):
         x = x.float()
     if is_channels_last(x):
-        # Channels-last: per-channel moments of each sample (chunk) or frame (frame) are what
-        # batch_norm's channels-last kernel computes; no relayout copy.
+        # Channels-last: per-channel moments of each frame are what batch_norm's channels-last kernel
+        # computes, without a relayout copy. That kernel accumulates raw sums of squares, whose
+        # cancellation grows with the number of values (relative variance error ~1e-5 over a whole
+        # chunk when |mean| >> std); frame by frame it stays ~1e-6, and frames combine exactly below.
         T = x.shape[2]
-        pieces = [x[b:b + 1] for b in range(B)] if scope == "chunk" else \
-            [x[b:b + 1, :, t] for b in range(B) for t in range(T)]
-        moments = [torch.batch_norm_update_stats(piece, None, None, 0.0) for piece in pieces]
-        frames = 1 if scope == "chunk" else T
-        row_mean = torch.stack([m for m, _ in moments]).view(B, frames, G, C // G).permute(0, 2, 3, 1)
-        row_var = torch.stack([v for _, v in moments]).view(B, frames, G, C // G).permute(0, 2, 3, 1)
+        moments = [torch.batch_norm_update_stats(x[b:b + 1, :, t], None, None, 0.0)
+                   for b in range(B) for t in range(T)]
+        row_mean = torch.stack([m for m, _ in moments]).double().view(B, T, G, C // G).permute(0, 2, 3, 1)
+        row_var = torch.stack([v for _, v in moments]).double().view(B, T, G, C // G).permute(0, 2, 3, 1)
+        if scope == "chunk":  # rows of a group = its channels x frames
+            row_mean, row_var = row_mean.reshape(B, G, -1, 1), row_var.reshape(B, G, -1, 1)
     elif scope == "chunk":
         mean, var = torch.batch_norm_update_stats(x.reshape(1, B * G, -1), None, None, 0.0)
         return mean.view(B, G, 1), var.view(B, G, 1)
@@ -69,7 +72,7 @@ def group_norm_stats(x: torch.Tensor, num_groups: int, scope: NormScope) -> tupl
     # Groups from rows of equal size: mean of means, and var = mean(row var) + var(row means).
     mean = row_mean.mean(dim=2)
     var = row_var.mean(dim=2) + (row_mean - mean.unsqueeze(2)).square().mean(dim=2)
-    return mean, var
+    return mean.float(), var.float()
 
 
 def group_norm_scale_shift(x: torch.Tensor, num_groups: int, weight: torch.Tensor | None,
@@ -157,7 +160,8 @@ class SpatialNorm3d(nn.Module):
     def forward(self, f: torch.Tensor, z: torch.Tensor, first_frame_alone: bool = True,
                 out: torch.Tensor | None = None) -> torch.Tensor:
         B, C, T, H, W = f.shape
-        scale_z, shift_z = self.to_scale_shift(z).chunk(2, dim=1)  # (B, C, T_z, H_z, W_z) each
+        scale_shift = conv3d(z, self.to_scale_shift.weight, self.to_scale_shift.bias)
+        scale_z, shift_z = scale_shift.chunk(2, dim=1)  # (B, C, T_z, H_z, W_z) each
         if first_frame_alone and T > 1 and z.shape[2] > 1:
             segments = [(slice(0, 1), slice(0, 1)), (slice(1, T), slice(1, z.shape[2]))]
         else:

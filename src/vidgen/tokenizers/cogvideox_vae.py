@@ -20,13 +20,20 @@ Normalisation scope (`config.norm_scope`), the one design decision that matters 
     "chunk" (weights imported from diffusers' `AutoencoderKLCogVideoX`): GroupNorm statistics over
         the frames of the chunk being processed, as diffusers does. Results then depend on the
         chunking, so `encode_chunk_frames=8` / `decode_chunk_latents=2` (diffusers' values) are part of
-        the model and reproduce diffusers' outputs (fp32 max abs diff ~1e-6). CogVideoX was trained
-        with these statistics, so converting its weights to "frame" scope would change its outputs.
+        the model and reproduce diffusers' outputs (fp32 max abs diff ~1e-5 on random weights).
+        CogVideoX was trained with these statistics: its weights in "frame" scope give other outputs.
 
 Chunks: the first chunk holds the first frame plus `chunk` frames (plus the remainder, like diffusers),
 later chunks `chunk` frames each. Memory-bounded inference also offers spatial tiling with linear
 blending of overlapping tiles (`tile_sample_size`, `tile_overlap`; approximate, see `decode`) and batch
 slicing (`batch_size`). `config.scaling_factor` is stored for diffusion models but never applied here.
+
+Inference (no autograd) is optimised without changing the numbers beyond float rounding: on CPU it
+runs channels-last with oneDNN convolutions (also for batch-1 videos, which PyTorch's heuristic sends
+to a slow reference kernel); norm + SiLU write straight into the past-padded buffer of the next causal
+conv; spatial-norm factors are computed at latent resolution and broadcast, never upsampled; the
+upsampling conv runs before the time repetition and as a sub-pixel convolution (no upsampled copy);
+chunk outputs go into one pre-allocated tensor. Training (autograd) takes the plain path.
 
 Interop: `CogVideoXVAE.from_pretrained` also reads a diffusers folder (config.json with
 `"_class_name": "AutoencoderKLCogVideoX"` + diffusion_pytorch_model.safetensors, or a pipeline folder
@@ -190,7 +197,7 @@ class ResBlock3d(nn.Module):
         del h
         h = self.conv2.stream_padded(buffer, stream)
         del buffer
-        return h.add_(x if self.skip is None else self.skip(x))
+        return h.add_(x if self.skip is None else conv3d(x, self.skip.weight, self.skip.bias))
 
 
 class Downsample3d(nn.Module):
