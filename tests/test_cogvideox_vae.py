@@ -181,19 +181,24 @@ def test_tiling_blends_a_local_map_exactly(tiny):
 
 def test_tiled_vae_is_close_to_untiled(tiny):
     """Tiling a VAE is approximate: each tile has its own GroupNorm statistics and sees zeros beyond
-    its border. With a tile covering the input the result is exact; with real tiles we bound the mean
-    error relative to the output's mean magnitude (measured 0.10 for this random-weight tiny model with
-    48px tiles on 64px frames, 0.34 without overlap; trained VAEs with 256px tiles do far better)."""
-    video = _video(1, 5, 64, 64)
+    its border, and this random-weight decoder looks ~10 latent pixels around each output pixel
+    (nine 3x3 convs before its first upsampling) where a 96 px tile holds 12. So the bound is loose:
+    mean error <= 25% of the output's mean magnitude with 96 px tiles on 128 px frames (measured
+    12-16% on two seeds), and larger tiles must do better than smaller ones (measured 28-32% with
+    64 px tiles). With one tile covering the frame the result is exact. Trained VAEs, whose useful
+    receptive field is far smaller, tile much better (diffusers uses 240x360 px tiles for CogVideoX)."""
+    video = _video(1, 5, 128, 128)
     with torch.no_grad():
         latents = tiny.encode(video)
         full = tiny.decode(latents)
-        assert torch.equal(tiny.decode(latents, tile_sample_size=64), full)
-        tiled = tiny.decode(latents, tile_sample_size=48, tile_overlap=16)
-        no_overlap = tiny.decode(latents, tile_sample_size=32, tile_overlap=0)
-    error = (tiled - full).abs().mean() / full.abs().mean()
-    assert error < 0.2
-    assert error < (no_overlap - full).abs().mean() / full.abs().mean()
+        assert torch.equal(tiny.decode(latents, tile_sample_size=128), full)
+        large = tiny.decode(latents, tile_sample_size=96, tile_overlap=32)
+        small = tiny.decode(latents, tile_sample_size=64, tile_overlap=32)
+        encoded = tiny.encode(video, tile_sample_size=96, tile_overlap=32)
+    error = (large - full).abs().mean() / full.abs().mean()
+    assert error < 0.25
+    assert error < (small - full).abs().mean() / full.abs().mean()
+    assert (encoded - latents).abs().mean() / latents.abs().mean() < 0.25
 
 
 def test_shape_rules(tiny):
