@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import threading
 import warnings
@@ -46,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from vidgen.errors import CheckpointError, VidgenError
+from vidgen.modeling import read_json
 
 MINILM = "minilm"
 T5_TYPES = ("t5",)
@@ -165,13 +165,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
         raise VidgenError(f"text encoder folder {str(folder)!r} has no config.json; expected {ALLOWED}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"cannot parse {path} as JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
+    return read_json(path)  # the checkpoint loader's JSON reading: same errors for bad or non-object JSON
 
 
 def _load_backbone(kind: str, folder: Path, device: torch.device) -> tuple[Any, torch.nn.Module]:
