@@ -274,3 +274,36 @@ def test_heldout_clips_are_fixed_and_mixed():
     assert np.array_equal(tensor_to_frames(clips[0].video), clips[0].frames)
     with pytest.raises(VidgenError, match="at least one clip"):
         mt.heldout_clips(0, 0)
+
+
+def test_cli_eval_scores_video_tasks_of_a_task_model(monkeypatch, tmp_path, capsys):
+    import json
+
+    from vidgen.cli import evaluate
+    from vidgen.cli.main import build_parser
+
+    class CliPipeline(FakePipeline):
+        num_frames, height = 8, 32
+
+        def run_task(self, *args, **kwargs):  # marks a task model
+            raise AssertionError("the evaluation calls the task methods")
+
+        def generate_class(self, label, seed=0, progress=True):
+            from vidgen.data.shapes import class_triple
+
+            return GeneratedVideo(frames_to_tensor(shapes_frames(class_triple(label), 32, 8, seed)))
+
+    monkeypatch.setattr("vidgen.pipelines.load_pipeline", lambda model, device=None: CliPipeline("oracle"))
+    monkeypatch.setattr("vidgen.data.shapes.TRAIN_TRIPLES", (("red", "circle", "left"),))
+    report = tmp_path / "report.json"
+    args = build_parser().parse_args(["eval", "--model", "fake", "--tasks", "opc", "CG", "--clips", "2", "--sets",
+                                      "--seeds", "0", "--json", str(report)])
+    assert args.func(args) == 0
+    summary = json.loads(capsys.readouterr().out.split("report written to")[1].split("\n", 1)[1])
+    assert summary["OPC"]["beats_baseline"] == {"psnr": True, "ssim": True}
+    assert summary["CG (training classes)"]["colour"] == 1.0 and summary["CG (training classes)"]["n"] == 1
+    saved = json.loads(report.read_text())
+    assert saved["reports"] == {} and saved["tasks"]["OPC"]["n"] == 2
+    with pytest.raises(VidgenError, match="unknown task 'XX'"):
+        evaluate._video_tasks(["XX"])
+    assert evaluate._video_tasks(["all"]) == (list(mt.DEFAULT_TASKS), True)

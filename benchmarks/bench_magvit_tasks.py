@@ -1,0 +1,99 @@
+"""MAGVIT's measured results: every task of a trained MAGVIT pipeline on held-out clips vs a simple baseline.
+
+Pixel tasks (FP, FI, OPC, OPV, OPH, OPD, IPC, IPD; CFP with --tasks) on the same held-out clips: Shapes
+held-out triples (single objects, never in training) then Digits test-split clips (handwriting never in
+training), 16x64x64. Scores on the generated region only: PSNR, SSIM, and for FP the object-trajectory
+error of the Shapes evaluator; baselines: copy the last frame (FP), linear blend (FI), edge replication
+/ nearest given pixel (outpainting, inpainting). See `vidgen.evaluation.magvit_tasks` for the exact
+definitions. Then CG (the Shapes training classes; held-out triples have no trained class token) and
+T2V (the text-to-video protocol's prompt sets), judged by the Shapes evaluator.
+
+Everything is seeded: clip i of every task is generated with seed `--seed + i`; dynamic regions follow
+from that seed (see the module). Same command, same machine -> same numbers.
+
+    python benchmarks/bench_magvit_tasks.py --model magvit-shapes --json magvit-tasks.json
+    python benchmarks/bench_magvit_tasks.py --model runs/magvit-shapes-transformer/pipeline --shapes 8 \\
+        --digits 4 --tasks FP OPC --no-cg --t2v-sets            # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import torch
+
+from vidgen.evaluation import magvit_tasks as mt
+from vidgen.evaluation.text_to_video import PROMPT_SETS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="magvit-shapes", help="bundled name or pipeline folder")
+    parser.add_argument("--shapes", type=int, default=20, help="Shapes held-out clips per task (default 20)")
+    parser.add_argument("--digits", type=int, default=12, help="Digits test clips per task (default 12)")
+    parser.add_argument("--tasks", nargs="*", default=list(mt.DEFAULT_TASKS), choices=list(mt.TASK_CALLS),
+                        help="pixel tasks (default: FP FI OPC OPV OPH OPD IPC IPD)")
+    parser.add_argument("--no-cg", action="store_true", help="skip class-conditional generation")
+    parser.add_argument("--cg-seeds", nargs="+", type=int, default=[0], help="seeds per CG class (default 0)")
+    parser.add_argument("--t2v-sets", nargs="*", default=list(PROMPT_SETS), choices=PROMPT_SETS,
+                        help="text-to-video prompt sets (default: all; none to skip)")
+    parser.add_argument("--t2v-seeds", nargs="+", type=int, default=[0, 1], help="seeds per prompt (default 0 1)")
+    parser.add_argument("--steps", type=int, default=None, help="decoding steps (default: the model's, 12)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+    parser.add_argument("--seed", type=int, default=0, help="generation seed of the first clip (default 0)")
+    parser.add_argument("--data-seed", type=int, default=0, help="dataset seed of the held-out clips (default 0)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+    parser.add_argument("--device", default=None, help="cpu or cuda")
+    parser.add_argument("--json", default=None, help="write the full report (per-clip rows) here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    from vidgen.pipelines import load_pipeline
+
+    started = time.perf_counter()
+    pipe = load_pipeline(args.model, device=args.device)
+    print(f"model {args.model}: {pipe!r}; torch {torch.__version__}, {args.threads} threads, "
+          f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f}")
+    clips = mt.heldout_clips(args.shapes, args.digits, num_frames=pipe.num_frames, size=pipe.height,
+                             seed=args.data_seed)
+    report = {"model": args.model, "clips": {"shapes": args.shapes, "digits": args.digits, "data_seed": args.data_seed},
+              "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "threads": args.threads,
+              "torch": torch.__version__}
+    if args.tasks:
+        report["tasks"] = mt.evaluate_tasks(pipe, clips, args.tasks, args.steps, args.guidance, seed=args.seed)
+    accuracy = {}
+    if not args.no_cg:
+        report["cg"] = mt.evaluate_class_generation(pipe, seeds=args.cg_seeds, steps=args.steps, guidance=args.guidance)
+        cg = report["cg"]
+        print(f"CG: colour {cg['colour']:.1%}  shape {cg['shape']:.1%}  direction {cg['direction']:.1%}  all "
+              f"{cg['all']:.1%}  ({cg['n']} videos, {cg['seconds_per_video']:.2f} s each)")
+        accuracy[f"CG: {cg['classes']} training classes x {len(args.cg_seeds)} seed(s)"] = cg
+    if args.t2v_sets:
+        report["t2v"] = mt.evaluate_text_sets(pipe, args.t2v_sets, args.t2v_seeds, args.steps, args.guidance)
+        for name, r in report["t2v"].items():
+            accuracy[f"T2V {name}"] = r
+    report["seconds_total"] = round(time.perf_counter() - started, 1)
+
+    print()
+    if "tasks" in report:
+        print(mt.markdown_table(report["tasks"]))
+        print()
+    if accuracy:
+        print(mt.attribute_table(accuracy))
+        print()
+    print(f"total {report['seconds_total']:.0f} s")
+    if args.json:
+        from vidgen.modeling import write_json
+
+        write_json(args.json, report)
+        print(f"report written to {args.json}")
+    print(json.dumps(mt.strip_rows({k: v for k, v in report.items() if k in ("tasks", "cg", "t2v")}),
+                     default=float)[:20000])
+
+
+if __name__ == "__main__":
+    main()
