@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from vidgen.data.digits import DigitsDataset
 from vidgen.data.folder import FolderDataset
+from vidgen.data.mixed import ShapesDigitsDataset
 from vidgen.data.shapes import (
     HELDOUT_TRIPLES,
     NUM_CLASSES,
@@ -43,12 +44,14 @@ DATASETS: dict[str, type[Dataset]] = {
     "shapes": ShapesDataset,
     "digits": DigitsDataset,
     "folder": FolderDataset,
+    "shapes+digits": ShapesDigitsDataset,
 }
 
 DESCRIPTIONS = {
     "shapes": "coloured circles/squares/triangles moving on black; 72 classes, held-out triples, depth/flow/audio",
     "digits": "handwritten digits (scikit-learn) bouncing around the frame; 10 classes, train/test by image",
     "folder": "your videos/images with captions from metadata.jsonl or metadata.csv (needs root=...)",
+    "shapes+digits": "single-object Shapes mixed with Digits (MAGVIT's data); 82 classes, held-out triples + test digits",
 }
 
 

@@ -1,0 +1,347 @@
+"""Recipe kind "magvit-vq": trains MAGVIT's VQ tokenizer (`vidgen.tokenizers.magvit_vq.MagvitVQ`).
+
+MAGVIT (Sec. 3.1) trains its 3D-VQ in two stages, and so do the shipped recipes:
+
+1. 2D stage (`[model] temporal = false`): an image VQ on frames. `vq.frames_per_clip = k` draws k
+   random frames of every clip (from the trainer's checkpointed generator) and folds them into the
+   batch as T = 1 images, so a batch of B clips is B * k independent images.
+2. 3D stage (`[model] temporal = true`, `vq.inflate_from = <the 2D run's final/>`): the 3D model
+   starts from the 2D weights, each 2D kernel placed in the centre time slot of its 3D kernel
+   (`MagvitVQ.inflate_from_2d`, "central" inflation), and trains on clips.
+
+Both stages use `VQTokenizerObjective`: reconstruction (L2) + codebook + commitment + entropy penalty
+(weights in the model config), a perceptual-loss hook (`vq.perceptual_weight`; no feature network
+can be loaded offline, so it is off and the run says so), and, with `[gan] enabled = true`, hinge GAN
+loss from a 3D StyleGAN-style discriminator with LeCam regularisation from `gan.start_step` on
+(objective calls). Crops (`vq.crop_frames`, `vq.crop_size`) make steps cheap; evaluation always sees
+whole clips.
+
+Eval (`train.eval_every`): PSNR, SSIM, codebook usage (fraction of codes used) and perplexity over
+all tokens of `eval.clips` held-out clips (the dataset's "heldout" or "test" split; for a dataset
+without one, the same options with seed + 1). Samples: original | reconstruction side by side.
+Export: `run_dir/final` is a `MagvitVQ.from_pretrained` folder (config.json + model.safetensors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from vidgen.errors import VidgenError
+from vidgen.tokenizers.gan_losses import GANConfig
+from vidgen.training.recipes import (
+    BuildContext,
+    Recipe,
+    RecipeKind,
+    TrainingSetup,
+    build_model,
+    register_kind,
+)
+
+__all__ = ["GANOptions", "TokenizerEvalOptions", "VQTrainOptions", "build_vq", "evaluate_tokenizer",
+           "pick_frames"]
+
+
+# ----------------------------------------------------------------------------- recipe tables
+
+
+@dataclasses.dataclass
+class VQTrainOptions:
+    """[vq] table: the objective's weights, what the tokenizer sees, and where the 3D stage starts.
+
+    reconstruction_loss: "l2" (MAGVIT) or "l1".
+    reconstruction_weight, quantizer_weight: weights of those terms (the quantizer's own commitment
+        and entropy weights are model config fields: model.commitment_weight, model.entropy_weight).
+    perceptual_weight: weight of the perceptual-loss hook; needs a feature network, which cannot be
+        loaded offline, so the loss stays off (the run logs that) whatever this weight is.
+    crop_frames, crop_size: random (frames, size, size) window of every clip, 0 = whole axis;
+        multiples of the tokenizer's temporal / spatial compression.
+    frames_per_clip: 2D models only: random frames per clip, folded into the batch as T = 1 images
+        (0 = every frame of the clip or crop).
+    inflate_from: 3D models only: folder of a trained 2D tokenizer (`temporal = false`, same widths
+        and codebook) to inflate into the initial weights; "" = random initialisation.
+    inflate_mode: "central" (MAGVIT) or "average".
+    """
+
+    reconstruction_loss: str = "l2"
+    reconstruction_weight: float = 1.0
+    quantizer_weight: float = 1.0
+    perceptual_weight: float = 0.1
+    crop_frames: int = 0
+    crop_size: int = 0
+    frames_per_clip: int = 0
+    inflate_from: str = ""
+    inflate_mode: str = "central"
+
+    def __post_init__(self) -> None:
+        if self.reconstruction_loss not in ("l1", "l2"):
+            raise VidgenError(f"vq.reconstruction_loss = {self.reconstruction_loss!r}: expected 'l1' or 'l2'")
+        if min(self.crop_frames, self.crop_size, self.frames_per_clip) < 0:
+            raise VidgenError(f"vq.crop_frames, vq.crop_size and vq.frames_per_clip must be >= 0 (0 = off); got "
+                              f"{self.crop_frames}, {self.crop_size}, {self.frames_per_clip}")
+        if self.inflate_mode not in ("central", "average"):
+            raise VidgenError(f"vq.inflate_mode = {self.inflate_mode!r}: expected 'central' or 'average'")
+
+
+@dataclasses.dataclass
+class GANOptions(GANConfig):
+    """[gan] table: `GANConfig` (loss, weight, start_step, lecam_weight, adaptive_weight, lr, betas, ...)
+    plus `enabled` and the discriminator size ("tiny", "shapes" or "base" = `DiscriminatorConfig()`)."""
+
+    enabled: bool = False
+    discriminator: str = "shapes"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.discriminator not in _DISCRIMINATORS:
+            raise VidgenError(f"gan.discriminator = {self.discriminator!r}: expected one of {', '.join(_DISCRIMINATORS)}")
+
+    def gan_config(self) -> GANConfig:
+        return GANConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(GANConfig)})
+
+
+_DISCRIMINATORS = ("tiny", "shapes", "base")
+
+
+@dataclasses.dataclass
+class TokenizerEvalOptions:
+    """[eval] table: held-out clips scored at train.eval_every; sample_clips of them written as
+    original | reconstruction videos at train.sample_every."""
+
+    clips: int = 16
+    sample_clips: int = 2
+    batch_size: int = 4
+    format: str = "gif"
+    fps: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.clips < 1 or not 0 <= self.sample_clips <= self.clips or self.batch_size < 1:
+            raise VidgenError(f"eval.clips and eval.batch_size must be >= 1 and 0 <= eval.sample_clips <= "
+                              f"eval.clips; got {self.clips}, {self.batch_size}, {self.sample_clips}")
+        if self.format not in ("gif", "mp4"):
+            raise VidgenError(f"eval.format = {self.format!r}: expected 'gif' or 'mp4'")
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def pick_frames(video: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
+    """`count` distinct random frames of every clip, as a batch of 1-frame clips:
+    (B, C, T, H, W) -> (B * count, C, 1, H, W). Draws come from `generator` (exact resume)."""
+    from vidgen.diffusion.rng import rand
+
+    b, c, t, h, w = video.shape
+    if count > t:
+        raise VidgenError(f"vq.frames_per_clip = {count} is more than the {t} frames of a clip")
+    order = rand((b, t), generator).argsort(dim=1)[:, :count].to(video.device)  # (B, count)
+    frames = torch.gather(video, 2, order[:, None, :, None, None].expand(b, c, count, h, w))
+    return frames.transpose(1, 2).reshape(b * count, c, 1, h, w)
+
+
+class TokenizerObjective(nn.Module):
+    """`VQTokenizerObjective` on the batch's "video", after folding frames into the batch for a 2D
+    model (`frames_per_clip`). Checkpointed state (discriminator, its optimiser, step) is the inner
+    objective's."""
+
+    def __init__(self, vq_objective: nn.Module, frames_per_clip: int = 0):
+        super().__init__()
+        self.vq = vq_objective
+        self.frames_per_clip = frames_per_clip
+
+    def forward(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
+                ) -> dict[str, torch.Tensor]:
+        video = batch["video"] if isinstance(batch, dict) else batch
+        if self.frames_per_clip and self.training and torch.is_grad_enabled():
+            video = pick_frames(video, self.frames_per_clip, generator)
+        return self.vq(model, video, generator)
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return self.vq.state_tensors()
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.vq.load_state_tensors(tensors)
+
+
+class _Videos(Dataset):
+    """Items reduced to {"video"} (a tokenizer needs nothing else; the rest would only be collated)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"video": self.dataset[index]["video"]}
+
+
+def heldout_dataset(recipe: Recipe, count: int) -> Dataset:
+    """`count` clips the tokenizer never trains on: the recipe's dataset with split "heldout" (or
+    "test"), else with seed + 1 (a dataset without a seed, e.g. your folder, gives its first clips)."""
+    from vidgen.data import DATASETS, get_dataset
+
+    spec = recipe.data
+    params = inspect.signature(DATASETS[spec.name].__init__).parameters
+    options = dict(spec.options)
+    if "num_items" in params:
+        options["num_items"] = count
+    if "split" in params:
+        for split in ("heldout", "test"):
+            try:
+                return get_dataset(spec.name, **{**options, "split": split})
+            except VidgenError:
+                continue
+    if "seed" in params:
+        options["seed"] = int(options.get("seed", 0)) + 1
+    dataset = get_dataset(spec.name, **options)
+    return torch.utils.data.Subset(dataset, range(min(count, len(dataset))))
+
+
+@torch.no_grad()
+def evaluate_tokenizer(model: nn.Module, videos: torch.Tensor, batch_size: int = 4,
+                       device: torch.device | str = "cpu") -> tuple[dict[str, float], torch.Tensor]:
+    """Reconstruct `videos` (N, 3, T, H, W) in [-1, 1] through the tokens of `model`.
+
+    Returns ({"psnr" (dB), "ssim", "codebook_usage" (fraction of the codebook used by all N clips'
+    tokens together), "perplexity" (exp of the entropy of their code histogram)}, reconstructions
+    (N, 3, T, H, W) on the CPU).
+    """
+    from vidgen.evaluation.metrics import psnr, ssim
+
+    reconstructions, indices = [], []
+    for start in range(0, len(videos), batch_size):
+        chunk = videos[start:start + batch_size].to(device)
+        tokens = model.encode(chunk)                                   # (b, t, h, w)
+        indices.append(tokens.flatten().cpu())
+        reconstructions.append(model.decode_indices(tokens).float().cpu())
+    reconstruction = torch.cat(reconstructions)
+    counts = torch.bincount(torch.cat(indices), minlength=model.config.codebook_size).double()
+    probs = counts / counts.sum()
+    entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
+    metrics = {"psnr": psnr(reconstruction, videos), "ssim": ssim(reconstruction, videos),
+               "codebook_usage": float((counts > 0).double().mean()), "perplexity": float(entropy.exp())}
+    return metrics, reconstruction
+
+
+def _sizes() -> dict[str, Any]:
+    from vidgen.tokenizers import magvit_vq as m
+
+    return {"tiny": m.magvit_vq_tiny, "shapes": m.magvit_vq_shapes, "base": m.magvit_vq_base}
+
+
+def _discriminator(options: GANOptions) -> nn.Module:
+    from vidgen.tokenizers import discriminator as d
+
+    if options.discriminator == "tiny":
+        return d.discriminator_tiny()
+    if options.discriminator == "shapes":
+        return d.discriminator_shapes()
+    return d.Discriminator3D(d.DiscriminatorConfig())
+
+
+def _inflated_weights(model: nn.Module, options: VQTrainOptions, log: Any) -> dict[str, torch.Tensor]:
+    """The 2D tokenizer at `options.inflate_from`, inflated to the recipe's 3D config."""
+    from vidgen.modeling import resolve_model_path
+    from vidgen.tokenizers.magvit_vq import MagvitVQ
+
+    try:
+        folder = resolve_model_path(options.inflate_from)
+    except VidgenError:
+        raise VidgenError(f"vq.inflate_from = {options.inflate_from!r} is not a tokenizer folder: train the 2D "
+                          f"stage first (e.g. `vidgen train magvit-shapes-vq2d`, which writes "
+                          f"runs/magvit-shapes-vq2d/final) or pass --set vq.inflate_from=FOLDER") from None
+    model2d = MagvitVQ.from_pretrained(folder)
+    if model2d.config.temporal:
+        raise VidgenError(f"vq.inflate_from = {options.inflate_from!r} holds a 3D tokenizer; inflation needs "
+                          f"a 2D one (trained with model.temporal = false)")
+    target = model.config
+    # Everything but the 2D-only `temporal` comes from the recipe; fields that change weight shapes
+    # (widths, codebook, embed_dim, ...) must agree, which inflate_from_2d checks tensor by tensor.
+    changes = {f.name: getattr(target, f.name) for f in dataclasses.fields(target)
+               if getattr(target, f.name) != getattr(model2d.config, f.name)}
+    try:
+        inflated = MagvitVQ.inflate_from_2d(model2d, mode=options.inflate_mode, **changes)
+    except (RuntimeError, VidgenError) as error:
+        raise VidgenError(f"cannot inflate {folder} into this recipe's 3D tokenizer (its config must match "
+                          f"the 2D one except temporal/causal/norm_scope and loss weights): {error}") from None
+    log(f"initialised from the 2D tokenizer {folder} ({options.inflate_mode} inflation)")
+    return inflated.state_dict()
+
+
+# ----------------------------------------------------------------------------- the kind
+
+
+def build_vq(recipe: Recipe, context: BuildContext) -> TrainingSetup:
+    from vidgen.tokenizers.vq_objective import VQObjectiveConfig, VQTokenizerObjective
+
+    options: VQTrainOptions = recipe.sections["vq"]
+    gan: GANOptions = recipe.sections["gan"]
+    evaluation: TokenizerEvalOptions = recipe.sections["eval"]
+    model = build_model(recipe)
+    config = model.config
+    fs, ft = config.spatial_factor, config.temporal_factor
+    if options.crop_size % fs:
+        raise VidgenError(f"vq.crop_size = {options.crop_size} must be a multiple of the spatial compression "
+                          f"{fs} (or 0)")
+    if options.crop_frames % ft:
+        raise VidgenError(f"vq.crop_frames = {options.crop_frames} must be a multiple of the temporal "
+                          f"compression {ft} (or 0)")
+    if options.frames_per_clip and config.temporal:
+        raise VidgenError("vq.frames_per_clip is for 2D tokenizers (model.temporal = false); a 3D one trains "
+                          "on clips (use vq.crop_frames)")
+    if options.inflate_from and not config.temporal:
+        raise VidgenError("vq.inflate_from initialises a 3D tokenizer; this recipe's model is 2D "
+                          "(model.temporal = false)")
+    if options.inflate_from and not context.resume:  # on resume the checkpoint holds the weights
+        model.load_state_dict(_inflated_weights(model, options, context.log))
+
+    objective_config = VQObjectiveConfig(
+        reconstruction_loss=options.reconstruction_loss, reconstruction_weight=options.reconstruction_weight,
+        quantizer_weight=options.quantizer_weight, perceptual_weight=options.perceptual_weight,
+        gan=gan.gan_config() if gan.enabled else None, crop_frames=options.crop_frames,
+        crop_size=options.crop_size)
+    discriminator = _discriminator(gan) if gan.enabled else None
+    vq_objective = VQTokenizerObjective(objective_config, discriminator=discriminator)
+    if options.perceptual_weight > 0:
+        context.log("perceptual loss: off (no feature network: none can be downloaded here; the hook is "
+                    "VQTokenizerObjective(feature_net=...))")
+    objective = TokenizerObjective(vq_objective, options.frames_per_clip)
+
+    dataset = _Videos(recipe.data.build(split="train"))
+    heldout = heldout_dataset(recipe, evaluation.clips)
+    videos = torch.stack([heldout[i]["video"] for i in range(len(heldout))])   # (N, 3, T, H, W)
+
+    def eval_fn(model: nn.Module, step: int) -> dict[str, float]:
+        metrics, _ = evaluate_tokenizer(model, videos, evaluation.batch_size, context.device)
+        return metrics
+
+    def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:
+        from vidgen.io import write_video
+
+        count = evaluation.sample_clips
+        if not count:
+            return
+        _, reconstruction = evaluate_tokenizer(model, videos[:count], evaluation.batch_size, context.device)
+        for i in range(count):
+            side_by_side = torch.cat([videos[i], reconstruction[i]], dim=-1)   # (3, T, H, 2W)
+            write_video(samples_dir / f"step_{step:07d}_recon_{i}.{evaluation.format}", side_by_side,
+                        fps=evaluation.fps)
+
+    return TrainingSetup(model=model, objective=objective, dataset=dataset, eval_fn=eval_fn, sample_fn=sample_fn)
+
+
+register_kind(RecipeKind(
+    name="magvit-vq",
+    description="MAGVIT VQ tokenizer (2D on frames, or 3D inflated from a 2D run): reconstruction + VQ + "
+                "entropy penalty, optional 3D StyleGAN discriminator with LeCam",
+    sizes=_sizes,
+    build=build_vq,
+    sections={"vq": VQTrainOptions, "gan": GANOptions, "eval": TokenizerEvalOptions},
+    resumable_changes=("eval.",),
+))

@@ -1,0 +1,112 @@
+"""Recipe kind "magvit-vq": 2D stage, central inflation into the 3D stage, GAN phase, exact resume."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vidgen.errors import VidgenError
+from vidgen.tokenizers.magvit_vq import MagvitVQ, magvit_vq_tiny
+from vidgen.training.magvit_tokenizer import evaluate_tokenizer, pick_frames
+from vidgen.training.recipes import load_recipe, run_recipe
+
+
+def run(name: str, out: Path, *sets: str):
+    recipe = load_recipe(name, [f'output.dir="{out}"', 'train.device="cpu"', *sets])
+    return run_recipe(recipe, progress=False, log=lambda _: None)
+
+
+def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "final" / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def stage2d(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("vq2d")
+    run("magvit-shapes-vq2d-smoke", out)
+    return out
+
+
+def test_pick_frames_folds_distinct_frames_into_the_batch():
+    video = torch.arange(2 * 5, dtype=torch.float32).view(2, 1, 5, 1, 1).expand(2, 3, 5, 2, 2)
+    frames = pick_frames(video, 3, torch.Generator().manual_seed(0))
+    assert frames.shape == (6, 3, 1, 2, 2)
+    values = frames[:, 0, 0, 0, 0].view(2, 3)
+    assert set(values[0].tolist()) <= set(range(5)) and len(set(values[0].tolist())) == 3
+    assert set(values[1].tolist()) <= set(range(5, 10)) and len(set(values[1].tolist())) == 3
+    again = pick_frames(video, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(frames, again)
+    with pytest.raises(VidgenError, match="frames_per_clip"):
+        pick_frames(video, 6, None)
+
+
+def test_shipped_recipes_parse_and_options_are_checked(tmp_path):
+    for name in ("magvit-shapes-vq2d", "magvit-shapes-vq"):
+        recipe = load_recipe(name)
+        assert recipe.kind == "magvit-vq" and recipe.data.name == "shapes+digits"
+    assert load_recipe("magvit-shapes-vq").sections["gan"].enabled
+    with pytest.raises(VidgenError, match="frames_per_clip"):
+        run("magvit-shapes-vq-smoke", tmp_path / "a", "vq.frames_per_clip=2", 'vq.inflate_from=""')
+    with pytest.raises(VidgenError, match="crop_size"):
+        run("magvit-shapes-vq-smoke", tmp_path / "b", "vq.crop_size=12", 'vq.inflate_from=""')
+    with pytest.raises(VidgenError, match="inflate_from"):
+        run("magvit-shapes-vq-smoke", tmp_path / "c", f'vq.inflate_from="{tmp_path / "missing"}"')
+    with pytest.raises(VidgenError, match="gan.discriminator"):
+        load_recipe("magvit-shapes-vq-smoke", ['gan.discriminator="huge"'])
+
+
+def test_2d_stage_exports_a_2d_tokenizer(stage2d):
+    model = MagvitVQ.from_pretrained(stage2d / "final")
+    assert not model.config.temporal
+    records = (stage2d / "log.jsonl").read_text().splitlines()
+    evals = [r for r in records if '"eval": true' in r]
+    assert evals and all(k in evals[-1] for k in ("psnr", "ssim", "codebook_usage", "perplexity"))
+    assert list((stage2d / "samples").glob("*.gif"))
+
+
+def test_3d_stage_starts_from_central_inflation(stage2d, tmp_path):
+    run("magvit-shapes-vq-smoke", tmp_path, f'vq.inflate_from="{stage2d / "final"}"', "train.steps=0")
+    model2d = MagvitVQ.from_pretrained(stage2d / "final")
+    state3d = final_state(tmp_path)
+    expected = MagvitVQ.inflate_from_2d(model2d).state_dict()
+    assert state3d.keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(state3d[name], value, rtol=0, atol=0)
+    kernel = state3d["encoder.conv_in.weight"]                      # (O, I, 3, 3, 3)
+    assert kernel.shape[2] == 3 and kernel[:, :, 0].abs().max() == 0 and kernel[:, :, 2].abs().max() == 0
+    torch.testing.assert_close(kernel[:, :, 1], model2d.state_dict()["encoder.conv_in.weight"][:, :, 0])
+
+
+def test_3d_stage_with_gan_resumes_exactly(stage2d, tmp_path):
+    inflate = f'vq.inflate_from="{stage2d / "final"}"'
+    straight = tmp_path / "straight"
+    result = run("magvit-shapes-vq-smoke", straight, inflate)
+    assert result.step == 4 and MagvitVQ.from_pretrained(straight / "final").config.temporal
+    log = (straight / "log.jsonl").read_text()
+    assert '"disc_loss"' in log and '"lecam"' in log              # the GAN ran (from step 2)
+
+    split = tmp_path / "split"
+    run("magvit-shapes-vq-smoke", split, inflate, "train.steps=2")
+    recipe = load_recipe("magvit-shapes-vq-smoke", [f'output.dir="{split}"', 'train.device="cpu"', inflate])
+    run_recipe(recipe, resume=True, progress=False, log=lambda _: None)
+    a, b = final_state(straight), final_state(split)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    da = load_file(str(sorted((straight / "checkpoints").glob("step_*"))[-1] / "objective.safetensors"))
+    db = load_file(str(sorted((split / "checkpoints").glob("step_*"))[-1] / "objective.safetensors"))
+    assert da.keys() == db.keys() and all(torch.equal(da[k], db[k]) for k in da)
+
+
+def test_evaluate_tokenizer_counts_codes_over_all_clips():
+    torch.manual_seed(0)
+    model = magvit_vq_tiny().eval()
+    videos = torch.rand(3, 3, 8, 32, 32) * 2 - 1
+    metrics, reconstruction = evaluate_tokenizer(model, videos, batch_size=2)
+    tokens = model.encode(videos).flatten()
+    assert reconstruction.shape == videos.shape
+    assert metrics["codebook_usage"] == pytest.approx(tokens.unique().numel() / 128)
+    counts = torch.bincount(tokens, minlength=128).double()
+    p = counts[counts > 0] / counts.sum()
+    assert metrics["perplexity"] == pytest.approx(float((-(p * p.log()).sum()).exp()))
+    assert 0 < metrics["ssim"] <= 1 and metrics["psnr"] > 0
