@@ -152,3 +152,17 @@ def test_central_inflation_uses_the_current_frame_slot():
     torch.testing.assert_close(inflate_conv2d_to_3d(w2, 4, "average").sum(2), w2)
     with pytest.raises(VidgenError, match="central"):
         inflate_conv2d_to_3d(w2, 3, "middle")
+
+
+def test_central_inflation_of_a_centred_kernel_uses_the_middle_slot():
+    # A non-causal (time-centred) conv, as MAGVIT's 3D-VQ: the current frame is the middle slot.
+    w2 = torch.randn(4, 3, 3, 3)
+    w3 = inflate_conv2d_to_3d(w2, 3, causal=False)
+    assert torch.equal(w3[:, :, 1], w2) and not w3[:, :, 0].any() and not w3[:, :, 2].any()
+    assert torch.equal(inflate_conv2d_to_3d(w2, 4, causal=False)[:, :, 2], w2)  # even kt: kt // 2
+    x = _video(T=5, C=3)
+    y = F.conv3d(x, w3, padding=(1, 1, 1))
+    for t in range(5):
+        torch.testing.assert_close(y[:, :, t], F.conv2d(x[:, :, t], w2, padding=1), rtol=0, atol=ATOL)
+    torch.testing.assert_close(inflate_conv2d_to_3d(w2, 3, "average", causal=False),
+                               inflate_conv2d_to_3d(w2, 3, "average"), rtol=0, atol=0)

@@ -246,17 +246,18 @@ class CausalConv3d(nn.Conv3d):
                                   f"{self.time_padding} input frames), got {tuple(cache.shape)}")
 
 
-def inflate_conv2d_to_3d(conv2d_weight: torch.Tensor, kt: int, mode: Literal["central", "average"] = "central"
-                         ) -> torch.Tensor:
-    """Turn a 2D kernel (O, I, kh, kw) into a causal 3D kernel (O, I, kt, kh, kw).
+def inflate_conv2d_to_3d(conv2d_weight: torch.Tensor, kt: int, mode: Literal["central", "average"] = "central",
+                         causal: bool = True) -> torch.Tensor:
+    """Turn a 2D kernel (O, I, kh, kw) into a 3D kernel (O, I, kt, kh, kw).
 
     "central": the 2D kernel goes into one time slot and the others are zero, so the 3D conv starts out
         as the 2D conv applied to every frame (MAGVIT initialises its 3D-VQ from an image tokenizer this
-        way). For a centred kernel that slot is the middle one; for a *causal* kernel the slot aligned
-        with the current frame is the last one (index kt - 1): `CausalConv3d` pads the past only, so
-        that is the slot that multiplies frame t when computing output t. That is the slot used here.
+        way). That slot is the one that multiplies frame t when computing output t: for a *causal*
+        kernel (`causal=True`, `CausalConv3d`, which pads the past only) the last one (index kt - 1);
+        for a centred kernel (`causal=False`, time padded on both sides) the middle one (kt // 2).
     "average": the 2D kernel divided by kt in every slot: on a video that is constant in time (and
-        with replicate time padding) the 3D conv again equals the 2D conv per frame.
+        with replicate time padding) the 3D conv again equals the 2D conv per frame. `causal` does not
+        matter here.
     """
     if conv2d_weight.ndim != 4:
         raise VidgenError(f"conv2d_weight must have shape (O, I, kh, kw), got {tuple(conv2d_weight.shape)}")
@@ -265,7 +266,7 @@ def inflate_conv2d_to_3d(conv2d_weight: torch.Tensor, kt: int, mode: Literal["ce
     O, I, kh, kw = conv2d_weight.shape
     if mode == "central":
         weight = conv2d_weight.new_zeros(O, I, kt, kh, kw)
-        weight[:, :, -1] = conv2d_weight
+        weight[:, :, kt - 1 if causal else kt // 2] = conv2d_weight
         return weight
     if mode == "average":
         return conv2d_weight.unsqueeze(2).repeat(1, 1, kt, 1, 1) / kt

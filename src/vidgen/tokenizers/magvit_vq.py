@@ -436,25 +436,12 @@ class MagvitVQ(PretrainedModel):
                 inflated[name] = weight.clone()
             elif weight.ndim == 5 and weight.shape[2] == 1 and weight.shape[:2] == target.shape[:2] \
                     and weight.shape[3:] == target.shape[3:]:
-                inflated[name] = _inflate_kernel(weight[:, :, 0], target.shape[2], mode, config.causal)
+                inflated[name] = inflate_conv2d_to_3d(weight[:, :, 0], target.shape[2], mode, causal=config.causal)
             else:
                 raise VidgenError(f"inflate_from_2d: cannot map {name} of shape {tuple(weight.shape)} onto "
                                   f"{tuple(target.shape)}")
         model3d.load_state_dict(inflated)
         return model3d
-
-
-def _inflate_kernel(weight2d: torch.Tensor, kt: int, mode: str, causal: bool) -> torch.Tensor:
-    """(O, I, kh, kw) -> (O, I, kt, kh, kw).
-
-    The shared `inflate_conv2d_to_3d` places a "central" kernel in the *last* slot, which is the
-    current frame for a causal conv; a centred conv's current frame is the middle slot, placed here.
-    """
-    if causal or mode == "average":
-        return inflate_conv2d_to_3d(weight2d, kt, mode=mode)
-    weight = weight2d.new_zeros(*weight2d.shape[:2], kt, *weight2d.shape[2:])
-    weight[:, :, kt // 2] = weight2d
-    return weight
 
 
 # ----------------------------------------------------------------------------- named sizes
