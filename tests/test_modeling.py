@@ -46,7 +46,7 @@ class OtherModel(TinyModel):
 
 
 def _tmp_files(folder):
-    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    return [p.name for p in folder.iterdir() if ".tmp" in p.name]
 
 
 @pytest.fixture
@@ -148,6 +148,22 @@ def test_failed_text_write_keeps_previous_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="io error"):
         atomic_write_text(target, "new")
     assert target.read_text() == "old" and _tmp_files(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_atomic_writes_get_the_usual_permissions(tmp_path):
+    # mkstemp creates 0600 files; a checkpoint must be readable like any file the user writes.
+    previous = os.umask(0o027)
+    try:
+        atomic_write_text(tmp_path / "notes.txt", "hello")
+        atomic_save_safetensors({"w": torch.zeros(2)}, tmp_path / "w.safetensors")
+        TinyModel(TinyConfig()).save_pretrained(tmp_path / "ckpt")
+    finally:
+        os.umask(previous)
+    written = [tmp_path / "notes.txt", tmp_path / "w.safetensors", tmp_path / "ckpt" / "config.json",
+               tmp_path / "ckpt" / "model.safetensors"]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: "0o640" for p in written}
+    assert _tmp_files(tmp_path) == [] and _tmp_files(tmp_path / "ckpt") == []
 
 
 # ----------------------------------------------------------------------------- errors

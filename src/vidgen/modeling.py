@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -37,21 +38,39 @@ C = TypeVar("C")
 # ----------------------------------------------------------------------------- atomic file writes
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temporary path in the folder of `path`, then rename it over `path`.
+
+    The temporary name keeps the extension (`.name.XXXX.tmp.ext`), for writers that choose the format
+    by it. An interrupted or failing write leaves `path` as it was and removes the temporary file.
+    The file gets the usual permissions (0666 minus the umask), not mkstemp's private 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
+        write(Path(tmp))
+        umask = os.umask(0)  # the only way to read the umask is to set it
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -61,20 +80,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
                             metadata: dict[str, str] | None = None) -> None:
     """`safetensors.torch.save_file`, made atomic (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        # safetensors refuses tensors that share memory or are non-contiguous: give it clean copies.
-        clean = {k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
-                 for k, v in tensors.items()}
-        save_file(clean, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # safetensors refuses tensors that share memory or are non-contiguous: give it clean copies.
+    clean = {k: v.detach().contiguous().clone() if _shares_storage(v, tensors) else v.detach().contiguous()
+             for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(clean, str(tmp), metadata=metadata))
 
 
 def _shares_storage(t: torch.Tensor, tensors: dict[str, torch.Tensor]) -> bool:

@@ -30,7 +30,6 @@ never leaves a half-written file under the requested name.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import torch
 from PIL import Image, ImageSequence
 
 from vidgen.errors import VideoReadError, VidgenError
+from vidgen.modeling import atomic_write
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".m4v")
 GIF_EXTENSIONS = (".gif",)
@@ -494,7 +494,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
             out.setframerate(int(sample_rate))
             out.writeframes(pcm.tobytes())
 
-    _atomic(path, write)
+    atomic_write(path, write)
     return path
 
 
@@ -510,22 +510,6 @@ def _as_audio(audio) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- writing
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file next to `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_video(
@@ -560,9 +544,9 @@ def write_video(
     if suffix == ".png":
         return write_contact_sheet(path, frames)
     if suffix == ".gif":
-        _atomic(path, lambda tmp: _write_gif(tmp, frames, fps))
+        atomic_write(path, lambda tmp: _write_gif(tmp, frames, fps))
     else:
-        _atomic(path, lambda tmp: _write_av(tmp, suffix, frames, fps, audio, sample_rate))
+        atomic_write(path, lambda tmp: _write_av(tmp, suffix, frames, fps, audio, sample_rate))
     return path
 
 
@@ -676,5 +660,5 @@ def write_contact_sheet(
     if path.suffix.lower() != ".png":
         raise VidgenError(f"contact sheets are written as .png; got {path.name!r}")
     sheet = contact_sheet(frames, columns=columns, gap=gap, scale=scale)
-    _atomic(path, lambda tmp: Image.fromarray(sheet).save(tmp, format="PNG"))
+    atomic_write(path, lambda tmp: Image.fromarray(sheet).save(tmp, format="PNG"))
     return path
