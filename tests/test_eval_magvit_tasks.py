@@ -307,3 +307,31 @@ def test_cli_eval_scores_video_tasks_of_a_task_model(monkeypatch, tmp_path, caps
     with pytest.raises(VidgenError, match="unknown task 'XX'"):
         evaluate._video_tasks(["XX"])
     assert evaluate._video_tasks(["all"]) == (list(mt.DEFAULT_TASKS), True)
+
+
+def test_every_pixel_task_runs_on_a_tiny_magvit_pipeline():
+    """The real MagvitPipeline (random tiny weights): regions agree, dynamic ones via the seed convention."""
+    from vidgen.generators.masked_transformer import MaskedTokenTransformer, magvit_transformer_tiny
+    from vidgen.pipelines.magvit import TASK_MODES, MagvitPipeline
+    from vidgen.tokenizers.magvit_vq import magvit_vq_tiny
+
+    torch.manual_seed(0)
+    tokenizer = magvit_vq_tiny(base_channels=4, channel_multipliers=(1, 1, 2), temporal_downsample=(True, False),
+                               norm_groups=2)
+    transformer = MaskedTokenTransformer(magvit_transformer_tiny(codebook_size=128, grid=(2, 4, 4), num_classes=4,
+                                                                 text_dim=0))
+    settings = {"num_frames": 4, "height": 16, "width": 16, "default_steps": 2, "default_guidance": 2.0,
+                "tasks": {task: list(modes) for task, modes in TASK_MODES.items()}}
+    pipe = MagvitPipeline(tokenizer, transformer, settings, device="cpu", bf16=False)
+    clips = [noise_clip(seed=s, size=16, num_frames=4) for s in range(2)]
+    reports = mt.evaluate_tasks(pipe, clips, log=None)
+    assert all("error" not in r for r in reports.values()), reports
+    for abbreviation, report in reports.items():
+        for row, position in zip(report["rows"], range(2)):
+            task = mt.get_task(abbreviation)
+            region = (mt.seed_convention_region(task, (4, 16, 16), position) if task.dynamic
+                      else mt.task_region(task, (4, 16, 16)))
+            assert row["given_fraction"] == pytest.approx(float(region.float().mean())), abbreviation
+        assert 0 < report["model"]["psnr"] < 60 and -1 <= report["model"]["ssim"] <= 1
+    again = mt.evaluate_pixel_task(pipe, "IPD", clips)
+    assert again["model"] == reports["IPD"]["model"]  # seeded: the same numbers
