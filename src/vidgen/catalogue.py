@@ -34,7 +34,11 @@ RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 # What a pipeline class does when its pipeline.json does not list `tasks`.
 TASKS_BY_CLASS = {
     "CogVideoXPipeline": ["text-to-video"],
+    "MagvitPipeline": ["text-to-video", "class-to-video", "predict", "interpolate", "outpaint", "inpaint"],
 }
+# Pipelines that take exactly one clip shape (num_frames x height x width from pipeline.json): MAGVIT's
+# transformer has one learned position per token of a fixed grid.
+FIXED_SHAPE_CLASSES = ("MagvitPipeline",)
 # The video-to-video tasks the web app offers (MAGVIT's conditional tasks, grouped by what the user does).
 VIDEO_TASKS = ("predict", "interpolate", "inpaint", "outpaint")
 
@@ -50,6 +54,8 @@ class ModelEntry:
     frame_step / size_step: the model takes `frame_step * k + 1` frames and heights/widths that are
     multiples of `size_step` (both None when the folder does not say, e.g. a bare checkpoint).
     task_modes: task -> the modes the pipeline offers for it (from pipeline.json when it gives them).
+    fixed_shape: the model takes only its num_frames x height x width (e.g. MAGVIT).
+    class_names: the class names of a class-conditional model (pipeline.json `class_names`), by class id.
     """
 
     name: str
@@ -73,6 +79,8 @@ class ModelEntry:
     disk_bytes: int = 0
     components: list[str] = field(default_factory=list)
     recipe: str | None = None
+    fixed_shape: bool = False
+    class_names: list[str] = field(default_factory=list)
 
     @property
     def resolution(self) -> str:
@@ -225,6 +233,15 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
     bundled_name = _bundled_name(folder)
     bundled = bundled_name is not None
     name = bundled_name or folder.resolve().name
+    num_frames = _optional(settings, "num_frames", int)
+    height, width = _optional(settings, "height", int), _optional(settings, "width", int)
+    fixed_shape = is_pipeline and class_name in FIXED_SHAPE_CLASSES
+    max_frames = _optional(settings, "max_frames", int) or (49 if is_pipeline else None)
+    max_size = _optional(settings, "max_size", int) or (256 if is_pipeline else None)
+    if fixed_shape:
+        max_frames = num_frames or max_frames
+        max_size = max(height or 0, width or 0) or max_size
+    class_names = settings.get("class_names") if is_pipeline else None
     return ModelEntry(
         name=name,
         path=str(folder.resolve()),
@@ -233,12 +250,12 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
         pipeline_class=class_name if is_pipeline else None,
         tasks=tasks,
         task_modes=task_modes,
-        num_frames=_optional(settings, "num_frames", int),
-        height=_optional(settings, "height", int),
-        width=_optional(settings, "width", int),
+        num_frames=num_frames,
+        height=height,
+        width=width,
         fps=_optional(settings, "fps", float),
-        max_frames=_optional(settings, "max_frames", int) or (49 if is_pipeline else None),
-        max_size=_optional(settings, "max_size", int) or (256 if is_pipeline else None),
+        max_frames=max_frames,
+        max_size=max_size,
         frame_step=frame_step,
         size_step=size_step,
         default_steps=_optional(settings, "default_steps", int),
@@ -247,6 +264,8 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
         disk_bytes=disk_bytes(folder),
         components=list(components),
         recipe=settings.get("recipe") if is_pipeline else None,
+        fixed_shape=fixed_shape,
+        class_names=[str(c) for c in class_names] if isinstance(class_names, (list, tuple)) else [],
     )
 
 

@@ -17,6 +17,7 @@ from vidgen.errors import VidgenError
 # Order here is the order shown by `vidgen --help`.
 COMMAND_MODULES = [
     "vidgen.cli.generate",
+    "vidgen.cli.tasks",
     "vidgen.cli.evaluate",
     "vidgen.cli.data",
     "vidgen.cli.train",

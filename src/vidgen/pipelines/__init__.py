@@ -15,6 +15,7 @@ from vidgen.pipelines.output import GeneratedVideo
 
 PIPELINE_CLASSES = {
     "CogVideoXPipeline": "vidgen.pipelines.text_to_video:CogVideoXPipeline",
+    "MagvitPipeline": "vidgen.pipelines.magvit:MagvitPipeline",
 }
 
 

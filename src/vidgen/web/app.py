@@ -35,9 +35,13 @@ The Video tasks tab drives any pipeline that `vidgen.pipelines.load_pipeline` re
         The pipeline keeps the frames its task conditions on (e.g. the first frame for "predict") and
         generates the rest. callback, if given, is called after each step with {"i", "num_steps"}.
         Bad arguments raise VidgenError with a message for the user.
+        A mode whose name contains "class" (MAGVIT's "class + first frame") also gets
+        `class_label=<a name from pipeline.json "class_names">`, chosen in the page's Class menu.
 
 A model offers video tasks when its pipeline.json lists them (`tasks`) or its class is a MAGVIT
-pipeline (see `vidgen.catalogue`).
+pipeline (see `vidgen.catalogue`). `vidgen.pipelines.magvit.MagvitPipeline` implements this interface;
+it also does text-to-video (listed in the Text to video tab), at its one clip shape (the catalogue's
+`fixed_shape`: the frames and size menus offer only that).
 """
 
 from __future__ import annotations
@@ -132,6 +136,11 @@ class ServedModel:
         return list(self.entry.task_modes.get(task) or DEFAULT_TASK_MODES.get(task, ["default"]))
 
 
+def mode_needs_class(mode: str | None) -> bool:
+    """Modes such as MAGVIT's "class + first frame" also take a class label."""
+    return isinstance(mode, str) and "class" in mode.lower()
+
+
 class PipelineCache:
     """Loads pipelines on first use and keeps the `max_loaded` most recently used ones."""
 
@@ -224,6 +233,9 @@ class WebApp:
         e = model.entry
         frames = frame_choices(model.frame_step, e.max_frames or self.limits.max_frames, self.limits)
         sizes = size_choices(model.size_step, e.max_size or self.limits.max_size, self.limits)
+        if e.fixed_shape and e.num_frames and e.height and e.width:
+            # One clip shape only (MAGVIT); above the server's limits the request is refused by check_limits.
+            frames, sizes = [e.num_frames], sorted({e.height, e.width})
         return {
             "frames": frames, "sizes": sizes,
             "num_frames": nearest_choice(e.num_frames, frames),
@@ -307,8 +319,12 @@ class WebApp:
     # ---- video tasks
 
     def run_video_task(self, model_key: str, upload: str | None, task: str, mode: str, seed, steps, guidance,
-                       progress: Callable[..., Any] | None = None) -> tuple[str, list[str], str]:
-        """-> (mp4 path for the player, [mp4, gif] for download, status markdown)."""
+                       progress: Callable[..., Any] | None = None, class_label: str | int | None = None
+                       ) -> tuple[str, list[str], str]:
+        """-> (mp4 path for the player, [mp4, gif] for download, status markdown).
+
+        class_label: for modes that take a class ("class + first frame"); ignored by the others.
+        """
         model = self.model(model_key)
         if task not in model.video_tasks:
             raise VidgenError(f"task {task!r} is not offered by {model_key!r}; it offers: "
@@ -318,6 +334,9 @@ class WebApp:
         _, _, _, steps = check_limits(self.limits, num_frames, height, width, steps)
         seed = check_seed(seed)
         guidance = float(guidance) if guidance is not None else 0.0
+        needs_class = mode_needs_class(mode)
+        if needs_class and (class_label is None or not str(class_label).strip()):
+            raise VidgenError(f"mode {mode!r} needs a class: choose one in the Class menu")
         frames = validate_upload(upload, self.limits, num_frames=num_frames, fps=e.fps, size=(height, width))
         if progress is not None:
             progress(0.0, desc=f"loading {model.key}" if model.source not in self.cache else "starting")
@@ -335,9 +354,13 @@ class WebApp:
             if progress is not None and "i" in state:
                 progress((int(state["i"]) + 1, int(state.get("num_steps", steps))), desc=task, unit="steps")
 
-        video = pipe.run_task(task, frames, mode=mode, seed=seed, steps=steps, guidance=guidance, callback=on_step)
+        extra = {"class_label": class_label} if needs_class else {}
+        video = pipe.run_task(task, frames, mode=mode, seed=seed, steps=steps, guidance=guidance, callback=on_step,
+                              **extra)
         mp4, gif = self._save(video, f"{task}-{_slug(mode)}-seed{seed}")
-        status = f"{task} ({mode}) with **{model.entry.name}**: {video.num_frames} frames (seed {seed}, {steps} steps)."
+        with_class = f", class {class_label}" if needs_class else ""
+        status = (f"{task} ({mode}) with **{model.entry.name}**: {video.num_frames} frames (seed {seed}, {steps} steps"
+                  f"{with_class}).")
         return str(mp4), [str(mp4), str(gif)], status
 
 
@@ -474,6 +497,9 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             task_info = gr.Markdown(TASK_HELP.get(first_task, ""))
             mode = gr.Dropdown(first.task_modes(first_task), value=first.task_modes(first_task)[0], label="Mode",
                                elem_id="task-mode")
+            # Shown for modes that take a class (MAGVIT's "class + first frame").
+            class_box = gr.Dropdown(first.entry.class_names, value=None, label="Class", elem_id="task-class",
+                                    visible=mode_needs_class(first.task_modes(first_task)[0]))
             with gr.Row():
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                 steps = gr.Slider(1, app.limits.max_steps, value=min(first.entry.default_steps or 12,
@@ -491,7 +517,11 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
         m = app.model(key)
         t = m.video_tasks[0]
         return (gr.update(choices=m.video_tasks, value=t), gr.update(choices=m.task_modes(t), value=m.task_modes(t)[0]),
-                app.describe(key), TASK_HELP.get(t, ""))
+                app.describe(key), TASK_HELP.get(t, ""),
+                gr.update(choices=m.entry.class_names, value=None, visible=mode_needs_class(m.task_modes(t)[0])))
+
+    def on_mode(mode_):
+        return gr.update(visible=mode_needs_class(mode_))
 
     def on_task(key, t):
         m = app.model(key)
@@ -499,18 +529,21 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             return gr.update(), gr.update()
         return gr.update(choices=m.task_modes(t), value=m.task_modes(t)[0]), TASK_HELP.get(t, "")
 
-    model.change(on_model, inputs=[model], outputs=[task, mode, model_info, task_info], queue=False,
+    model.change(on_model, inputs=[model], outputs=[task, mode, model_info, task_info, class_box], queue=False,
                  api_visibility="private")
     task.change(on_task, inputs=[model, task], outputs=[mode, task_info], queue=False, api_visibility="private")
+    mode.change(on_mode, inputs=[mode], outputs=[class_box], queue=False, api_visibility="private")
 
-    def on_run(key, upload_, task_, mode_, seed_, steps_, guidance_,
+    def on_run(key, upload_, task_, mode_, seed_, steps_, guidance_, class_,
                progress=gr.Progress()):  # noqa: B008 -- gradio's way to ask for a progress bar
         try:
-            return app.run_video_task(key, upload_, task_, mode_, seed_, steps_, guidance_, progress=progress)
+            return app.run_video_task(key, upload_, task_, mode_, seed_, steps_, guidance_, progress=progress,
+                                      class_label=class_)
         except Exception as error:  # noqa: BLE001 -- every failure becomes a message in the page
             raise _user_error(error) from None
 
-    button.click(on_run, inputs=[model, upload, task, mode, seed, steps, guidance], outputs=[video, files, status],
+    button.click(on_run, inputs=[model, upload, task, mode, seed, steps, guidance, class_box],
+                 outputs=[video, files, status],
                  concurrency_limit=1, concurrency_id=CONCURRENCY_ID, api_name="video_task")
 
 
