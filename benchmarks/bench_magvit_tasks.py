@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=0, help="dataset seed of the held-out clips (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     parser.add_argument("--device", default=None, help="cpu or cuda")
+    parser.add_argument("--fp32", action="store_true",
+                        help="no bf16 autocast (default: the pipeline's choice, bf16 on AVX512-bf16 CPUs)")
     parser.add_argument("--json", default=None, help="write the full report (per-clip rows) here")
     args = parser.parse_args()
 
@@ -55,7 +57,7 @@ def main() -> None:
     from vidgen.pipelines import load_pipeline
 
     started = time.perf_counter()
-    pipe = load_pipeline(args.model, device=args.device)
+    pipe = load_pipeline(args.model, device=args.device, **({"bf16": False} if args.fp32 else {}))
     print(f"model {args.model}: {pipe!r}; torch {torch.__version__}, {args.threads} threads, "
           f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f}")
     clips = mt.heldout_clips(args.shapes, args.digits, num_frames=pipe.num_frames, size=pipe.height,
@@ -77,6 +79,8 @@ def main() -> None:
         for name, r in report["t2v"].items():
             accuracy[f"T2V {name}"] = r
     report["seconds_total"] = round(time.perf_counter() - started, 1)
+    report["cpu_seconds_total"] = round(time.process_time(), 1)
+    report["bf16_autocast"] = bool(getattr(pipe, "bf16", False))
 
     print()
     if "tasks" in report:
@@ -85,7 +89,7 @@ def main() -> None:
     if accuracy:
         print(mt.attribute_table(accuracy))
         print()
-    print(f"total {report['seconds_total']:.0f} s")
+    print(f"total {report['seconds_total']:.0f} s wall, {report['cpu_seconds_total']:.0f} s CPU")
     if args.json:
         from vidgen.modeling import write_json
 

@@ -340,7 +340,7 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
                         progress: Callable[[str, int, int], None] | None = None) -> dict:
     """Score the pipeline and the task's baseline on `clips` (module docstring).
 
-    Returns {"task", "baseline_name", "n", "model": {"psnr", "ssim", "full_psnr"}, "baseline": {...},
+    Returns {"task", "baseline_name", "n", "model": {"psnr", "ssim"}, "baseline": {...},
     "beats_baseline": {"psnr", "ssim"} (bools), "seconds_per_clip", "rows" (per clip)} and for FP/CFP
     "trajectory": {"model", "baseline" (mean pixels), "n", "model_lost", "baseline_lost"}.
     The clip's generation seed is `seed + clip position`.
@@ -365,8 +365,7 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
         row = {"clip": position, "source": clip.source, "index": clip.index, "seed": seed + position,
                "given_fraction": float(used.float().mean())}
         for name, video in (("model", output), ("baseline", base)):
-            row[name] = {"psnr": region_psnr(video, target, generated), "ssim": region_ssim(video, target, generated),
-                         "full_psnr": psnr(video, target)}
+            row[name] = {"psnr": region_psnr(video, target, generated), "ssim": region_ssim(video, target, generated)}
         if task.abbreviation in ("FP", "CFP") and clip.objects:
             from vidgen.io import tensor_to_frames
 
@@ -381,7 +380,7 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
     report = {"task": task.abbreviation, "name": task.name, "baseline_name": BASELINES[task.abbreviation],
               "n": len(rows), "seconds_per_clip": float(np.mean(seconds))}
     for name in ("model", "baseline"):
-        report[name] = {key: float(np.mean([r[name][key] for r in rows])) for key in ("psnr", "ssim", "full_psnr")}
+        report[name] = {key: float(np.mean([r[name][key] for r in rows])) for key in ("psnr", "ssim")}
     report["beats_baseline"] = {key: report["model"][key] > report["baseline"][key] for key in ("psnr", "ssim")}
     traj = [r["trajectory"] for r in rows if "trajectory" in r and not math.isnan(r["trajectory"]["baseline"])]
     if traj:
