@@ -19,15 +19,6 @@ INTEROP_ATOL = 1e-4  # the brief's bound; measured ~1e-5 (different but equivale
 CHUNK_ATOL = 2e-5  # chunked vs one pass with frame statistics: only conv-algorithm rounding differs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convs are faster on one thread, and the 2 shared cores are oversubscribed.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _perturb_norms(model: torch.nn.Module, seed: int = 0) -> None:
     """Non-trivial norm affine parameters, so their mapping is tested too."""
     g = torch.Generator().manual_seed(seed)

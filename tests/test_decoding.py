@@ -18,15 +18,6 @@ K = 16
 MASK = K
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI machine is shared: with oversubscribed cores, OpenMP barriers make small ops ~100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class TargetModel(torch.nn.Module):
     """A stub masked model whose logits put all the mass on a known target grid; records every call."""
 

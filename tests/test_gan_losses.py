@@ -31,16 +31,6 @@ from vidgen.tokenizers.gan_losses import (
     generator_nonsaturating_loss,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: OpenMP synchronisation between threads costs more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------- losses
 
 

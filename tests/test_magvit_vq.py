@@ -12,16 +12,6 @@ from vidgen.tokenizers.magvit_vq import MagvitVQ, MagvitVQConfig, magvit_vq_tiny
 from vidgen.tokenizers.vq_objective import VQObjectiveConfig, VQTokenizerObjective, video_psnr
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # These tensors are tiny: on a shared 2-core machine, OpenMP synchronisation between two threads
-    # costs far more than the arithmetic (50x slower steps under load).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _video(b=1, t=4, h=16, w=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(b, 3, t, h, w, generator=g) * 2 - 1

@@ -19,13 +19,8 @@ from vidgen.tasks import MagvitObjective, get_task, pixel_to_token_mask
 
 
 @pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # The CI machine is shared: with oversubscribed cores, OpenMP barriers make small ops ~100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seed():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _stack(**kw):

@@ -9,15 +9,6 @@ from vidgen.errors import VidgenError
 from vidgen.tokenizers.quantizers import LookupFreeQuantizer, VectorQuantizer, entropy_loss_from_logits
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny tensors: OpenMP synchronisation between threads costs more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _vq(**kw):
     torch.manual_seed(0)
     q = VectorQuantizer(**{"codebook_size": 16, "dim": 4, **kw})

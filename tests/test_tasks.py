@@ -37,15 +37,6 @@ PIXELS = (16, 64, 64)
 TOKENS = (4, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The CI machine is shared: with oversubscribed cores, OpenMP barriers make small ops ~100x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ProjectionTokenizer:
     """Stand-in tokenizer: mean colour of each supervoxel, projected by a fixed random matrix, argmax."""
 
