@@ -160,6 +160,22 @@ def test_timesteps_for_rejects_bad_values():
         sample_ddim(toy_model, torch.zeros(SHAPE), sched, [10, 20], progress=False)
 
 
+@pytest.mark.parametrize("sampler", [sample_ddim, sample_dpmpp_2m])
+def test_samplers_share_argument_checks(sampler):
+    sched = NoiseSchedule()
+    x_T = torch.zeros(SHAPE)
+    with pytest.raises(VidgenError, match=r"eta=-0\.5: expected eta >= 0 \(0 = "):
+        sampler(toy_model, x_T, sched, [20, 10], eta=-0.5, progress=False)
+    with pytest.raises(VidgenError, match="eta=nan"):
+        sampler(toy_model, x_T, sched, [20, 10], eta=float("nan"), progress=False)
+    with pytest.raises(VidgenError, match="x_T must be a float tensor.*torch.int64"):
+        sampler(toy_model, torch.zeros(SHAPE, dtype=torch.int64), sched, [20, 10], progress=False)
+    with pytest.raises(VidgenError, match="timesteps is empty"):
+        sampler(toy_model, x_T, sched, [], progress=False)
+    with pytest.raises(VidgenError, match=r"in 0\.\.999"):
+        sampler(toy_model, x_T, sched, [1000, 10], progress=False)
+
+
 # -------------------------------------------------------------------------------------------------- noise
 def test_randn_seeded_reproducible_and_dtype_independent():
     a = randn(SHAPE, torch.Generator().manual_seed(123))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -73,7 +74,22 @@ def timesteps_for(
     return torch.tensor(steps, dtype=torch.int64)
 
 
-def _timestep_list(timesteps: torch.Tensor | Sequence[int], schedule: NoiseSchedule) -> list[int]:
+def _check_sampler_args(
+    x_T: torch.Tensor,
+    schedule: NoiseSchedule,
+    timesteps: torch.Tensor | Sequence[int],
+    eta: float,
+    eta_meaning: str,
+) -> list[int]:
+    """The checks every sampler starts with; returns `timesteps` as a list of Python ints.
+
+    `eta_meaning` says what eta does in that sampler, for the error message.
+    """
+    if not isinstance(x_T, torch.Tensor) or not x_T.is_floating_point() or x_T.ndim < 1:
+        what = f"dtype {x_T.dtype}, shape {tuple(x_T.shape)}" if isinstance(x_T, torch.Tensor) else type(x_T).__name__
+        raise VidgenError(f"x_T must be a float tensor (B, ...) of initial noise, got {what}")
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not eta >= 0:
+        raise VidgenError(f"eta={eta!r}: expected eta >= 0 ({eta_meaning})")
     ts = [int(t) for t in (timesteps.tolist() if isinstance(timesteps, torch.Tensor) else timesteps)]
     T = schedule.num_train_timesteps
     if not ts:
@@ -127,9 +143,7 @@ def sample_ddim(
     non-final step.
     callback({"i", "t", "x", "denoised"}) is called after every step with the new x and the x0 prediction.
     """
-    if eta < 0:
-        raise VidgenError(f"eta={eta!r}: expected eta >= 0 (0 = deterministic DDIM, 1 = DDPM-like)")
-    ts = _timestep_list(timesteps, schedule)
+    ts = _check_sampler_args(x_T, schedule, timesteps, eta, "0 = deterministic DDIM, 1 = DDPM-like")
     x = x_T
     for i, t in enumerate(tqdm(ts, desc="DDIM", disable=not progress)):
         t_next = ts[i + 1] if i + 1 < len(ts) else -1
@@ -176,9 +190,7 @@ def sample_dpmpp_2m(
     is first order too (the x0 prediction made from pure noise carries no trajectory information).
     callback({"i", "t", "x", "denoised"}) is called after every step.
     """
-    if eta < 0:
-        raise VidgenError(f"eta={eta!r}: expected eta >= 0 (0 = ODE DPM-Solver++(2M), 1 = SDE variant)")
-    ts = _timestep_list(timesteps, schedule)
+    ts = _check_sampler_args(x_T, schedule, timesteps, eta, "0 = ODE DPM-Solver++(2M), 1 = SDE variant")
     x = x_T
     old_x0, h_last = None, None
     for i, t in enumerate(tqdm(ts, desc="DPM-Solver++(2M)", disable=not progress)):
