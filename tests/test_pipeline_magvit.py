@@ -230,6 +230,8 @@ def test_bad_input_is_refused_with_clear_messages(pipe, tmp_path):
         pipe.predict(torch.zeros(4, T, H, W), progress=False)
     with pytest.raises(VidgenError, match="video must be a file path"):
         pipe.predict([1, 2, 3], progress=False)
+    with pytest.raises(VidgenError, match="start=1.0 applies to video files"):
+        pipe.predict(frames, start=1.0, progress=False)
     with pytest.raises(VidgenError, match="interpolate .* needs at least 2 frames; the video has 1"):
         pipe.interpolate(frames[:1], progress=False)
     with pytest.raises(VidgenError, match="unknown mode 'diagonal' for outpaint: this model offers central, "
@@ -300,6 +302,14 @@ def test_folder_checks_and_save_round_trip(pipe, folder, tmp_path):
     (copy / "pipeline.json").write_text(json.dumps({**settings, "_class_name": "CogVideoXPipeline"}))
     with pytest.raises(VidgenError, match="not a MagvitPipeline"):
         MagvitPipeline.from_pretrained(copy, device="cpu")
+
+
+def test_float32_path(folder):
+    """bf16 autocast is chosen per machine; the float32 path must work everywhere."""
+    p32 = MagvitPipeline.from_pretrained(folder, device="cpu", bf16=False)
+    assert not p32.bf16
+    a, b = (p32.generate_class(0, seed=4, num_inference_steps=2, progress=False) for _ in range(2))
+    assert a.tensor.shape == (3, T, H, W) and torch.equal(a.tensor, b.tensor)
 
 
 def test_catalogue_lists_a_magvit_folder_with_its_one_shape(folder):

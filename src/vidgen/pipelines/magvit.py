@@ -364,6 +364,8 @@ class MagvitPipeline:
         from vidgen.io import frames_to_tensor, read_video
 
         h, w = self.height, self.width
+        if start and not isinstance(video, (str, os.PathLike)):
+            raise VidgenError(f"start={start} applies to video files; slice an array or tensor yourself")
         if isinstance(video, (str, os.PathLike)):
             # Read a little past num_frames at most: only the first num_frames are used.
             clip = read_video(video, fps=self.fps, size=(h, w), start=start, audio=False)
