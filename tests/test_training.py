@@ -644,7 +644,7 @@ def test_vae_smoke_recipe_end_to_end(vae_smoke_run):
 
 
 def test_vae_random_crop_is_per_clip_and_seeded():
-    from vidgen.training.cogvideox import random_crop
+    from vidgen.training.augment import random_crop
 
     video = torch.arange(2 * 1 * 9 * 8 * 8, dtype=torch.float32).view(2, 1, 9, 8, 8)
     a = random_crop(video, 4, 5, torch.Generator().manual_seed(1))

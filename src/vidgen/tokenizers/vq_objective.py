@@ -41,6 +41,7 @@ from torch import nn
 from vidgen.errors import VidgenError
 from vidgen.tokenizers.discriminator import Discriminator3D, DiscriminatorConfig
 from vidgen.tokenizers.gan_losses import AdversarialLoss, GANConfig, PerceptualLoss
+from vidgen.training.augment import random_crop
 
 __all__ = ["VQObjectiveConfig", "VQTokenizerObjective", "video_psnr"]
 
@@ -139,8 +140,6 @@ class VQTokenizerObjective(nn.Module):
         training = self.training and torch.is_grad_enabled()
         if training and (cfg.crop_frames or cfg.crop_size):
             # The shared per-clip crop (offsets from the checkpointed generator: the only random draw).
-            from vidgen.training.cogvideox import random_crop
-
             video = random_crop(video, cfg.crop_size, cfg.crop_frames, generator)
         reconstruction, q = model(video)
         if reconstruction.shape != video.shape:

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from vidgen.errors import VidgenError
 from vidgen.modeling import write_json
+from vidgen.training.augment import random_crop
 from vidgen.training.recipes import (
     BuildContext,
     Recipe,
@@ -118,26 +119,6 @@ class VAEEvalOptions:
             raise VidgenError(f"eval.format = {self.format!r}: expected 'gif' or 'mp4'")
 
 
-def random_crop(video: torch.Tensor, size: int, frames: int, generator: torch.Generator) -> torch.Tensor:
-    """Per-clip random crop of video (B, C, T, H, W) to (B, C, frames, size, size); 0 keeps a dim.
-    Offsets come from `generator` (checkpointed), so training stays exactly resumable."""
-    b, _, t, h, w = video.shape
-    size_h, size_w = (size or h), (size or w)
-    frames = frames or t
-    if size_h > h or size_w > w or frames > t:
-        raise VidgenError(f"crop ({frames} frames, {size} px) is larger than the clips "
-                          f"({t} frames, {h}x{w}); lower vae.crop_size / vae.crop_frames")
-    if (size_h, size_w, frames) == (h, w, t):
-        return video
-    from vidgen.diffusion.rng import randint
-
-    t0 = randint(0, t - frames + 1, (b,), generator).tolist()
-    y0 = randint(0, h - size_h + 1, (b,), generator).tolist()
-    x0 = randint(0, w - size_w + 1, (b,), generator).tolist()
-    return torch.stack([video[i, :, t0[i]:t0[i] + frames, y0[i]:y0[i] + size_h, x0[i]:x0[i] + size_w]
-                        for i in range(b)])
-
-
 def _vae_sizes() -> dict[str, Any]:
     from vidgen.tokenizers import cogvideox_vae as m
 
@@ -168,7 +149,8 @@ def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     dataset = SelectKeys(recipe.data.build(split="train"), ("video",))
 
     def objective(model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
-        video = random_crop(batch["video"], options.crop_size, options.crop_frames, generator)
+        video = random_crop(batch["video"], options.crop_size, options.crop_frames, generator,
+                                "vae.crop_size / vae.crop_frames")
         reconstruction, posterior = model(video, sample=options.sample_posterior, generator=generator)
         return loss_fn(video, reconstruction, posterior)
 
