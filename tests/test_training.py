@@ -308,6 +308,18 @@ def test_checkpoint_contents_pruning_and_refusals(tmp_path):
     assert more.step == 10 and more.train().step == 12
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_checkpoint_files_get_the_usual_permissions(tmp_path):
+    # safetensors (like mkstemp) creates 0600 files; checkpoints must be readable like any other file.
+    previous = os.umask(0o027)
+    try:
+        make_trainer(tmp_path, steps=2, checkpoint_every=2).train()
+    finally:
+        os.umask(previous)
+    files = [p for p in (tmp_path / "run" / "checkpoints").rglob("*") if p.is_file()]
+    assert len(files) >= 6 and {oct(p.stat().st_mode & 0o777) for p in files} == {"0o640"}
+
+
 def test_log_samples_eval_and_export(tmp_path):
     seen = []
 

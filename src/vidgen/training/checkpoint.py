@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from vidgen.errors import CheckpointError
-from vidgen.modeling import load_safetensors, read_json, write_json
+from vidgen.modeling import atomic_save_safetensors, load_safetensors, read_json, write_json
 
 FORMAT_VERSION = 1
 STATE_NAME = "trainer_state.json"
@@ -171,17 +170,18 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
     tmp = root / f".tmp_step_{step:08d}_{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        # Inside the private temp folder plain writes suffice: the rename below is the atomic commit.
-        save_file(_cpu(model.state_dict()), str(tmp / "model.safetensors"))
+        # The rename of the folder below is the atomic commit; the files go through modeling's writer
+        # anyway because it gives them the usual permissions (safetensors creates 0600 files).
+        atomic_save_safetensors(_cpu(model.state_dict()), tmp / "model.safetensors")
         if ema_state is not None:
-            save_file(_cpu(ema_state), str(tmp / "ema.safetensors"))
+            atomic_save_safetensors(_cpu(ema_state), tmp / "ema.safetensors")
         opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
-        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        atomic_save_safetensors(opt_tensors, tmp / "optimizer.safetensors")
         write_json(tmp / "optimizer.json", opt_meta)
         if objective_state is not None:
-            save_file(_cpu(objective_state), str(tmp / "objective.safetensors"))
+            atomic_save_safetensors(_cpu(objective_state), tmp / "objective.safetensors")
         rng_tensors, rng_info = capture_rng_state(generator)
-        save_file(rng_tensors, str(tmp / "rng.safetensors"))
+        atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors")
         write_json(tmp / STATE_NAME, {"format_version": FORMAT_VERSION, **state, **rng_info})
         _fsync_dir(tmp)
         if final.exists():  # re-saving the same step (e.g. Ctrl-C right after a periodic checkpoint)
