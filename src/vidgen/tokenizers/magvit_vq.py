@@ -329,10 +329,6 @@ class MagvitVQ(PretrainedModel):
     def temporal_factor(self) -> int:
         return self.config.temporal_factor
 
-    def blocks_per_level(self) -> tuple[int, ...]:
-        n = self.num_res_blocks
-        return n if isinstance(n, tuple) else (n,) * len(self.channel_multipliers)
-
     @property
     def spatial_factor(self) -> int:
         return self.config.spatial_factor
