@@ -150,6 +150,23 @@ def test_failed_text_write_keeps_previous_file(tmp_path, monkeypatch):
     assert target.read_text() == "old" and _tmp_files(tmp_path) == []
 
 
+
+def test_atomic_folder_write_replaces_only_a_complete_folder(tmp_path):
+    target = tmp_path / "export"
+    modeling.atomic_write_dir(target, lambda tmp: (tmp / "a.txt").write_text("one"))
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+
+    def fail_halfway(tmp):
+        (tmp / "b.txt").write_text("two")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        modeling.atomic_write_dir(target, fail_halfway)
+    assert [(p.name, p.read_text()) for p in target.iterdir()] == [("a.txt", "one")]  # untouched
+    assert modeling.atomic_write_dir(target, lambda tmp: (tmp / "b.txt").write_text("two")) == target
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # replaced as a whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no temp or old folders left
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
 def test_atomic_writes_get_the_usual_permissions(tmp_path):
     # mkstemp creates 0600 files; a checkpoint must be readable like any file the user writes.

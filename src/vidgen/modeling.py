@@ -7,7 +7,7 @@ A checkpoint folder holds
 `from_pretrained` takes a local folder or the name of a bundled model (a folder under
 `vidgen/bundled/`, or a sub-folder of one such as `cogvideox-shapes/vae`). Writes are atomic: each
 file goes to a temporary name in the same folder and is renamed over the target, so an interrupted
-save never leaves a half-written checkpoint.
+save never leaves a half-written checkpoint (`atomic_write_dir` does the same for a whole folder).
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -59,6 +61,48 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_dir(folder: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` to fill a new private folder next to `folder`, then put it in place of `folder`.
+
+    An existing `folder` is replaced only once the new one is complete (moved aside, the new one renamed
+    in, the old one deleted), so a crash leaves either the old or the new folder, never a mix; a
+    failing `write` leaves `folder` as it was and removes the temporary folder. Returns `folder`.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".tmp_{folder.name}_{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        _fsync_dir(tmp)
+        if folder.exists():
+            old = folder.parent / f".old_{folder.name}_{uuid.uuid4().hex[:8]}"
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+        _fsync_dir(folder.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (new names, renames) to disk where the platform allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

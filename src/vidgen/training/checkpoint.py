@@ -24,7 +24,6 @@ import os
 import random
 import re
 import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from vidgen.errors import CheckpointError
-from vidgen.modeling import atomic_save_safetensors, load_safetensors, read_json, write_json
+from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safetensors, read_json, write_json
 
 FORMAT_VERSION = 1
 STATE_NAME = "trainer_state.json"
@@ -167,11 +166,10 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
-    tmp = root / f".tmp_step_{step:08d}_{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        # The rename of the folder below is the atomic commit; the files go through modeling's writer
-        # anyway because it gives them the usual permissions (safetensors creates 0600 files).
+
+    def write(tmp: Path) -> None:
+        # The files go through modeling's writer for the usual permissions (safetensors creates 0600
+        # files); the atomic commit is the folder swap of `atomic_write_dir`.
         atomic_save_safetensors(_cpu(model.state_dict()), tmp / "model.safetensors")
         if ema_state is not None:
             atomic_save_safetensors(_cpu(ema_state), tmp / "ema.safetensors")
@@ -183,18 +181,9 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
         rng_tensors, rng_info = capture_rng_state(generator)
         atomic_save_safetensors(rng_tensors, tmp / "rng.safetensors")
         write_json(tmp / STATE_NAME, {"format_version": FORMAT_VERSION, **state, **rng_info})
-        _fsync_dir(tmp)
-        if final.exists():  # re-saving the same step (e.g. Ctrl-C right after a periodic checkpoint)
-            old = root / f".old_step_{step:08d}_{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    # Re-saving the same step (e.g. Ctrl-C right after a periodic checkpoint) replaces it atomically.
+    atomic_write_dir(final, write)
     for _, old_dir in checkpoint_dirs(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(old_dir, ignore_errors=True)
     return final
@@ -226,16 +215,3 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # Tied weights share storage; safetensors refuses shared tensors, so each gets its own copy.
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vidgen.errors import VidgenError
-from vidgen.modeling import write_json
+from vidgen.modeling import atomic_write_dir, write_json
 from vidgen.training.augment import random_crop
 from vidgen.training.recipes import (
     BuildContext,
@@ -384,24 +382,14 @@ def export_pipeline(folder: Path, vae_folder: Path, transformer: nn.Module, sett
     transformer/ (bf16 storage) and pipeline.json."""
     from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
 
-    tmp = folder.parent / f".tmp_{folder.name}_{uuid.uuid4().hex[:8]}"
-    try:
+    def write(tmp: Path) -> None:
         vae = CogVideoXVAE.from_pretrained(vae_folder)
         vae.config = dataclasses.replace(vae.config, scaling_factor=float(settings["latent_scaling_factor"]))
         vae.save_pretrained(tmp / "vae")
         transformer.save_pretrained(tmp / "transformer", dtype=torch.bfloat16)
         write_json(tmp / "pipeline.json", settings)
-        if folder.exists():
-            old = folder.parent / f".old_{folder.name}_{uuid.uuid4().hex[:8]}"
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+
+    return atomic_write_dir(folder, write)
 
 
 register_kind(RecipeKind(

@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidgen.errors import CheckpointError
-from vidgen.modeling import atomic_save_safetensors, load_safetensors, read_json, write_json
+from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safetensors, read_json, write_json
 
 CACHE_VERSION = 1
 
@@ -168,10 +166,7 @@ def build_cache(root: Path, key: str, dataset: Dataset, vae: torch.nn.Module, te
     text_embeddings, text_mask = torch.cat(embeddings), torch.cat(masks)
     scaling_factor = latent_scaling_factor(mean, std)
 
-    # Write into a private folder, then rename: a crash leaves no half-written cache.
-    tmp = root / f".tmp_{key}_{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
+    def write(tmp: Path) -> None:
         atomic_save_safetensors({"mean": mean, "std": std, "caption_index": caption_index},
                                 tmp / "latents.safetensors")
         atomic_save_safetensors({"embeddings": text_embeddings, "mask": text_mask}, tmp / "text.safetensors")
@@ -180,12 +175,8 @@ def build_cache(root: Path, key: str, dataset: Dataset, vae: torch.nn.Module, te
             "latent_shape": list(mean.shape[1:]), "text_shape": list(text_embeddings.shape[1:]),
             "latent_mean": float(mean.double().mean()), "latent_std": 1.0 / scaling_factor,
             "scaling_factor": scaling_factor, "fps": float(fps)})
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_write_dir(folder, write)  # a crash leaves no half-written cache
     log(f"latent cache: {len(captions)} clips -> latents {tuple(mean.shape[1:])}, {len(unique)} unique "
         f"captions; latent std {1.0 / scaling_factor:.4f} -> scaling_factor {scaling_factor:.4f}")
     return load_cache(folder)
