@@ -23,6 +23,13 @@ recon_weight=0.1.
 Condition dropout (classifier-free guidance): with probability `condition_dropout` an example gets its
 task's null condition (same task token): no condition tokens (every masked position takes [MASK]),
 the null class, no text. Decoding builds the unconditional input the same way.
+
+Precomputed tokens (training on a token cache, `vidgen.training.token_cache`): tokenizing the target
+clip and the padded condition clip through the frozen 3D-VQ at every step repeats the same work every
+epoch. A batch may instead carry the target tokens z ("tokens") and, per pixel task, D precomputed
+condition draws z~ with their token-grid regions ("condition_tokens" / "condition_masks": {task
+abbreviation: (B, D, t, h, w)}); the objective then picks one of the D draws per example from its
+generator (D = 1 for fixed regions; a few regions per clip for the dynamic tasks OPD and IPD).
 """
 
 from __future__ import annotations
@@ -123,6 +130,41 @@ def prepare_condition(tasks: Task | str | Sequence[Task | str], video: torch.Ten
     return TaskCondition(torch.where(mask, tokens, torch.zeros_like(tokens)), mask, pixel_mask, padded)
 
 
+def precomputed_condition(tasks: Sequence[Task], condition_tokens: Mapping[str, torch.Tensor],
+                          condition_masks: Mapping[str, torch.Tensor], draw: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Condition tokens z~ and their token-grid region for one task per example, from precomputed draws.
+
+    tasks: B tasks. condition_tokens / condition_masks: {task abbreviation: (B, D, t, h, w)} (long /
+    bool), one entry per pixel task among `tasks`. draw: (B,) floats in [0, 1): example i takes draw
+    floor(draw_i * D) of its task. Returns `(tokens (B, t, h, w) long, mask (B, t, h, w) bool)`, zeros
+    and False for tasks without pixels.
+    """
+    rows_tokens, rows_mask = [], []
+    for i, task in enumerate(tasks):
+        if not task.uses_pixels:
+            rows_tokens.append(None)
+            rows_mask.append(None)
+            continue
+        if task.abbreviation not in condition_tokens or task.abbreviation not in condition_masks:
+            raise VidgenError(f"the batch has no precomputed condition for task {task.abbreviation}; it has "
+                              f"{sorted(condition_tokens)}")
+        tokens, mask = condition_tokens[task.abbreviation], condition_masks[task.abbreviation]
+        if tokens.dim() != 5 or mask.shape != tokens.shape:
+            raise VidgenError(f"precomputed condition of {task.abbreviation}: tokens {tuple(tokens.shape)} and mask "
+                              f"{tuple(mask.shape)} must both be (B, D, t, h, w)")
+        d = min(int(draw[i] * tokens.shape[1]), tokens.shape[1] - 1)
+        rows_tokens.append(tokens[i, d].long())
+        rows_mask.append(mask[i, d].bool())
+    reference = next((r for r in rows_tokens if r is not None), None)
+    if reference is None:
+        raise VidgenError("precomputed_condition needs at least one pixel task")
+    zeros, false = torch.zeros_like(reference), torch.zeros_like(reference, dtype=torch.bool)
+    tokens = torch.stack([zeros if r is None else r for r in rows_tokens])
+    mask = torch.stack([false if r is None else r for r in rows_mask])
+    return torch.where(mask, tokens, torch.zeros_like(tokens)), mask
+
+
 # ----------------------------------------------------------------------------- the objective
 
 
@@ -160,8 +202,9 @@ class MagvitObjective:
     text_encoder: encodes batch prompts (`encode(list[str]) -> .embeddings, .mask`); loaded lazily
         ("minilm") only when a batch carries prompts.
 
-    The batch is a dict with "video" (B, 3, T, H, W) in [-1, 1] (or precomputed "tokens" (B, t, h, w)
-    for tasks without pixels); optionally class labels (B,) under "label", "class_label(s)", "class_id"
+    The batch is a dict with "video" (B, 3, T, H, W) in [-1, 1], or precomputed "tokens" (B, t, h, w)
+    plus, for pixel tasks, "condition_tokens" / "condition_masks" ({task abbreviation: (B, D, t, h, w)},
+    see the module docstring; `tokenizer` may then be None); optionally class labels (B,) under "label", "class_label(s)", "class_id"
     or "labels", and prompts (list of B strings) under "prompt(s)" or "caption(s)", or
     "text_embeddings" (B, L, D) + "text_mask" (B, L).
     Returns loss (with gradients), refine, mask, recon (mean cross-entropy of each part, detached),
@@ -198,10 +241,16 @@ class MagvitObjective:
         """The tasks to sample from for this model and batch (checks an explicit list against both)."""
         cfg = model.config
         has_video = batch.get("video") is not None
+        precomputed = batch.get("condition_tokens")
+        precomputed = set(precomputed) if isinstance(precomputed, Mapping) and not has_video else set()
+
+        def has_pixels(task: Task) -> bool:
+            return has_video or task.abbreviation in precomputed
+
         if self.tasks is None:
-            tasks = [get_task(t) for t in PIXEL_TASKS] if has_video else []
+            tasks = [get_task(t) for t in PIXEL_TASKS if has_pixels(get_task(t))]
             if cfg.num_classes > 0 and _batch_labels(batch) is not None:
-                tasks += [get_task("CG")] + ([get_task("CFP")] if has_video else [])
+                tasks += [get_task("CG")] + ([get_task("CFP")] if has_pixels(get_task("CFP")) else [])
             if cfg.text_dim > 0 and _has_text(batch):
                 tasks.append(get_task("T2V"))
             if not tasks:
@@ -212,8 +261,9 @@ class MagvitObjective:
             if task.token >= cfg.num_task_tokens:
                 raise VidgenError(f"task {task.abbreviation} has token {task.token} but the model has only "
                                   f"{cfg.num_task_tokens} task tokens")
-            if task.uses_pixels and not has_video:
-                raise VidgenError(f"task {task.abbreviation} needs batch['video'] (B, 3, T, H, W)")
+            if task.uses_pixels and not has_pixels(task):
+                raise VidgenError(f"task {task.abbreviation} needs batch['video'] (B, 3, T, H, W) or its precomputed "
+                                  f"condition in batch['condition_tokens']")
             if task.uses_class and (cfg.num_classes == 0 or _batch_labels(batch) is None):
                 raise VidgenError(f"task {task.abbreviation} needs a class-conditional model (num_classes > 0, "
                                   f"got {cfg.num_classes}) and batch labels (one of {LABEL_KEYS})")
@@ -271,8 +321,16 @@ class MagvitObjective:
         uses_class = torch.tensor([t.uses_class for t in per_example], device=device)
         uses_text = torch.tensor([t.uses_text for t in per_example], device=device)
 
-        # Target tokens z and condition tokens z~, tokenized in one call.
-        if any(t.uses_pixels for t in per_example):
+        # Target tokens z and condition tokens z~: precomputed, or tokenized here in one call.
+        if video is None and any(t.uses_pixels for t in per_example):
+            if batch.get("tokens") is None or batch.get("condition_masks") is None:
+                raise VidgenError("precomputed conditions need batch['tokens'] (B, t, h, w) and "
+                                  "batch['condition_masks'] next to batch['condition_tokens']")
+            target = batch["tokens"].long()
+            condition_tokens, condition_mask = precomputed_condition(
+                per_example, batch["condition_tokens"], batch["condition_masks"], rand(b))
+            condition_tokens, condition_mask = condition_tokens.to(device), condition_mask.to(device)
+        elif any(t.uses_pixels for t in per_example):
             pixel_mask, padded, has_pixels = condition_pixels(per_example, video, generator)
             all_tokens = encode_tokens(self.tokenizer, torch.cat([video, padded[has_pixels]]))
             target = all_tokens[:b]

@@ -184,7 +184,8 @@ class RecipeKind:
 
 KINDS: dict[str, RecipeKind] = {}
 # Modules that register the built-in kinds when imported (imported on first use: they pull in models).
-_KIND_MODULES = ("vidgen.training.cogvideox", "vidgen.training.magvit_tokenizer")
+_KIND_MODULES = ("vidgen.training.cogvideox", "vidgen.training.magvit_tokenizer",
+                 "vidgen.training.magvit_transformer")
 _loaded = False
 
 

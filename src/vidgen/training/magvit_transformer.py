@@ -1,0 +1,440 @@
+"""Recipe kind "magvit-transformer": MAGVIT's multi-task masked token transformer (Yu et al. 2023).
+
+One bidirectional transformer over `[task token][class token][text tokens][visual tokens]` learns the
+ten MAGVIT tasks (FP FI OPC OPV OPH OPD IPC IPD CG CFP) and text-to-video at once with the COMMIT
+objective (`vidgen.tasks.MagvitObjective`): per example a task is drawn, the target tokens are masked
+with the cosine schedule, masked positions inside the task's condition region take the condition
+tokens z~ (the tokens of the padded condition clip), other masked positions take [MASK], and the
+cross-entropy is reported in three parts (refine / mask / recon). Condition dropout trains the null
+condition that classifier-free guidance needs.
+
+The frozen tokenizer (a trained `MagvitVQ` folder) and MiniLM run once, before the first step: target
+tokens, condition tokens per (clip, condition) and caption embeddings are cached
+(`vidgen.training.token_cache`), keyed by the tokenizer's weights and the data settings, and reused
+by later runs and --resume.
+
+The tokenizer is copied into run_dir/tokenizer/ at the start (--resume uses the copy). The export is
+a pipeline folder (`run_dir/pipeline/`: pipeline.json, tokenizer/, transformer/ in bf16) that
+`vidgen.pipelines.magvit.MagvitPipeline.from_pretrained` loads; `run_dir/final/` holds the
+transformer alone. See docs/training.md ("Kind magvit-transformer") and docs/magvit.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from vidgen.errors import VidgenError
+from vidgen.generators.masked_transformer import (
+    MaskedTokenTransformer,
+    magvit_transformer_shapes,
+    magvit_transformer_tiny,
+)
+from vidgen.modeling import write_json
+from vidgen.tasks.registry import MAGVIT_TASKS, Task, get_tasks
+from vidgen.training.recipes import (
+    BuildContext,
+    Recipe,
+    RecipeKind,
+    TrainingSetup,
+    build_model,
+    register_kind,
+)
+from vidgen.training.trainer import export_model, move_to_device
+
+ALL_TASKS = (*MAGVIT_TASKS, "T2V")
+
+# The spec's pipeline.json task map: what a user asks for (task, mode) -> the registry task.
+PIPELINE_TASKS: dict[str, dict[str, str]] = {
+    "text-to-video": {"default": "T2V"},
+    "class-to-video": {"default": "CG"},
+    "predict": {"first frame": "FP", "class + first frame": "CFP"},
+    "interpolate": {"first and last frame": "FI"},
+    "outpaint": {"central": "OPC", "vertical": "OPV", "horizontal": "OPH", "dynamic": "OPD"},
+    "inpaint": {"central": "IPC", "dynamic": "IPD"},
+}
+
+
+# ============================================================================= recipe tables
+
+
+@dataclasses.dataclass
+class ConditionOptions:
+    """[condition] table: the frozen tokenizer and text encoder, and the condition cache.
+
+    tokenizer: a trained `MagvitVQ` folder (e.g. runs/magvit-shapes-vq/final) or a bundled pipeline's.
+    dynamic_draws: regions cached per clip for the dynamic tasks (OPD, IPD); 4 covers every motion
+        (along w or h, forwards or backwards) of both.
+    encode_batch_size: clips per tokenizer call while building the cache.
+    """
+
+    tokenizer: str = "runs/magvit-shapes-vq/final"
+    text_encoder: str = "minilm"
+    text_max_length: int = 32
+    dynamic_draws: int = 4
+    encode_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if self.dynamic_draws < 1 or self.encode_batch_size < 1 or self.text_max_length < 1:
+            raise VidgenError(f"condition.dynamic_draws, condition.encode_batch_size and condition.text_max_length "
+                              f"must be >= 1; got {self.dynamic_draws}, {self.encode_batch_size}, "
+                              f"{self.text_max_length}")
+
+
+@dataclasses.dataclass
+class ObjectiveOptions:
+    """[objective] table: `MagvitObjective`'s arguments.
+
+    tasks: abbreviations of the tasks to train (default: the ten MAGVIT tasks and T2V), drawn per
+        example with `task_weights` (empty = uniform, as MAGVIT).
+    refine_weight, mask_weight, recon_weight: weights of the three loss parts.
+    condition_dropout: probability of the null condition (classifier-free guidance); MAGVIT: 0.1.
+    label_smoothing: of the cross-entropy; MAGVIT: 0.1.
+    schedule: mask schedule ("cosine", MaskGIT / MAGVIT; "linear", "square", "sqrt").
+    """
+
+    tasks: list[str] = dataclasses.field(default_factory=lambda: list(ALL_TASKS))
+    task_weights: list[float] = dataclasses.field(default_factory=list)
+    refine_weight: float = 1.0
+    mask_weight: float = 1.0
+    recon_weight: float = 0.1
+    condition_dropout: float = 0.1
+    label_smoothing: float = 0.1
+    schedule: str = "cosine"
+
+    def __post_init__(self) -> None:
+        from vidgen.tasks.masking import SCHEDULES
+
+        get_tasks(self.tasks)  # unknown names fail now, with the list of known tasks
+        if not self.tasks:
+            raise VidgenError("objective.tasks is empty: name at least one task, e.g. [\"FP\", \"CG\"]")
+        if self.task_weights and len(self.task_weights) != len(self.tasks):
+            raise VidgenError(f"objective.task_weights has {len(self.task_weights)} entries for "
+                              f"{len(self.tasks)} tasks; give one weight per task or none (uniform)")
+        if self.schedule not in SCHEDULES:
+            raise VidgenError(f"objective.schedule = {self.schedule!r}: expected one of {SCHEDULES}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise VidgenError(f"objective.label_smoothing = {self.label_smoothing}: expected a number in [0, 1)")
+
+    def build(self) -> Any:
+        from vidgen.tasks import MagvitObjective
+
+        # No tokenizer: batches carry cached target and condition tokens.
+        return MagvitObjective(None, tasks=self.tasks, task_weights=self.task_weights or None,
+                               refine_weight=self.refine_weight, mask_weight=self.mask_weight,
+                               recon_weight=self.recon_weight, condition_dropout=self.condition_dropout,
+                               label_smoothing=self.label_smoothing, schedule=self.schedule)
+
+
+@dataclasses.dataclass
+class EvalOptions:
+    """[eval] table: the objective's losses on held-out clips (fixed task draws and masks every time),
+    logged as heldout_loss / heldout_refine / heldout_mask / heldout_recon / heldout_mask_accuracy."""
+
+    clips: int = 64             # 0 = no evaluation
+    split: str = "heldout"
+    batch_size: int = 16
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        if self.clips < 0 or self.batch_size < 1:
+            raise VidgenError(f"eval.clips must be >= 0 and eval.batch_size >= 1; got {self.clips}, {self.batch_size}")
+
+
+@dataclasses.dataclass
+class SampleOptions:
+    """[sample] table: sample videos during training, and the decoding defaults of pipeline.json.
+
+    steps, guidance, choice_temperature, temperature: `decode_nonautoregressive` settings (MAGVIT:
+        12 steps, choice temperature 4.5).
+    class_labels: CG samples; prompts: T2V samples; tasks: pixel tasks sampled on the first held-out
+        clip (written as target | sample).
+    """
+
+    steps: int = 12
+    guidance: float = 2.0
+    choice_temperature: float = 4.5
+    temperature: float = 1.0
+    class_labels: list[int] = dataclasses.field(default_factory=lambda: [0])
+    prompts: list[str] = dataclasses.field(default_factory=lambda: ["a red circle moving left"])
+    tasks: list[str] = dataclasses.field(default_factory=lambda: ["FP", "OPC"])
+    seed: int = 0
+    format: str = "gif"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.guidance < 0 or self.choice_temperature < 0 or self.temperature < 0:
+            raise VidgenError(f"sample.steps must be >= 1 and sample.guidance, choice_temperature, temperature "
+                              f">= 0; got {self.steps}, {self.guidance}, {self.choice_temperature}, "
+                              f"{self.temperature}")
+        if self.format not in ("gif", "mp4"):
+            raise VidgenError(f"sample.format = {self.format!r}: expected 'gif' or 'mp4'")
+        if any(not t.uses_pixels for t in get_tasks(self.tasks)):
+            raise VidgenError(f"sample.tasks = {self.tasks}: only pixel tasks (FP, FI, OPC, ...) sample from a clip")
+
+
+# ============================================================================= sizes
+
+
+def magvit_transformer_tiny_model(**overrides: Any) -> MaskedTokenTransformer:
+    return MaskedTokenTransformer(magvit_transformer_tiny(**overrides))
+
+
+def magvit_transformer_shapes_model(**overrides: Any) -> MaskedTokenTransformer:
+    return MaskedTokenTransformer(magvit_transformer_shapes(**overrides))
+
+
+def _sizes() -> dict[str, Any]:
+    # codebook_size, grid and text_dim always come from the tokenizer and the text encoder, and
+    # num_classes from the dataset when it declares one (see build_magvit_transformer).
+    return {"tiny": magvit_transformer_tiny_model, "shapes": magvit_transformer_shapes_model}
+
+
+# ============================================================================= helpers
+
+
+def class_names_for(data_name: str, num_classes: int) -> list[str]:
+    """Human-readable class names for pipeline.json (generic "class i" for datasets without names)."""
+    names: list[str] = []
+    if data_name == "shapes+digits":
+        from vidgen.data.mixed import class_names
+
+        names = class_names()
+    elif data_name == "shapes":
+        from vidgen.data.shapes import class_name
+
+        names = [class_name(i) for i in range(num_classes)]
+    elif data_name == "digits":
+        names = [f"digit {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        names = [f"class {i}" for i in range(num_classes)]
+    return names
+
+
+def pipeline_tasks(tasks: list[Task]) -> dict[str, list[str]]:
+    """The pipeline.json {task: [modes]} restricted to the trained tasks."""
+    trained = {t.abbreviation for t in tasks}
+    out = {}
+    for name, modes in PIPELINE_TASKS.items():
+        kept = [mode for mode, abbreviation in modes.items() if abbreviation in trained]
+        if kept:
+            out[name] = kept
+    return out
+
+
+def export_pipeline(folder: Path, tokenizer_folder: Path, transformer: nn.Module, settings: dict[str, Any]) -> Path:
+    """Write a MAGVIT pipeline folder atomically: tokenizer/ (the trained files as they are: the cached
+    tokens came from these exact weights), transformer/ (bf16 storage), pipeline.json."""
+    tmp = folder.parent / f".tmp_{folder.name}_{uuid.uuid4().hex[:8]}"
+    try:
+        (tmp / "tokenizer").mkdir(parents=True)
+        for name in ("config.json", "model.safetensors"):
+            shutil.copyfile(tokenizer_folder / name, tmp / "tokenizer" / name)
+        transformer.save_pretrained(tmp / "transformer", dtype=torch.bfloat16)
+        write_json(tmp / "pipeline.json", settings)
+        if folder.exists():
+            old = folder.parent / f".old_{folder.name}_{uuid.uuid4().hex[:8]}"
+            folder.rename(old)
+            tmp.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _resolve_tokenizer(name: str) -> Path:
+    from vidgen.modeling import resolve_model_path
+
+    try:
+        folder = resolve_model_path(name)
+    except VidgenError:
+        folder = None
+    if folder is not None and not (folder / "model.safetensors").is_file() and (folder / "tokenizer").is_dir():
+        folder = folder / "tokenizer"  # a pipeline folder (e.g. a bundled model): its tokenizer
+    if folder is None or not (folder / "model.safetensors").is_file():
+        raise VidgenError(f"condition.tokenizer = {name!r} is not a MagvitVQ folder (config.json + "
+                          f"model.safetensors) nor a pipeline with a tokenizer/: train one first (`vidgen train "
+                          f"magvit-shapes-vq2d && vidgen train magvit-shapes-vq`, which writes "
+                          f"runs/magvit-shapes-vq/final) or pass --set condition.tokenizer=FOLDER")
+    return folder
+
+
+def snapshot_tokenizer(source: Path, context: BuildContext) -> Path:
+    """The tokenizer this run trains on, copied to run_dir/tokenizer/ when the run starts; --resume uses
+    that copy. The cached tokens, the model and the exported pipeline then always share one tokenizer,
+    even if the source folder is retrained meanwhile."""
+    snapshot = context.run_dir / "tokenizer"
+    if context.resume and (snapshot / "model.safetensors").is_file():
+        context.log(f"tokenizer: {snapshot} (the copy this run started with)")
+        return snapshot
+    tmp = context.run_dir / f".tmp_tokenizer_{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        for name in ("config.json", "model.safetensors"):
+            shutil.copyfile(source / name, tmp / name)
+        if snapshot.exists():
+            shutil.rmtree(snapshot)
+        tmp.rename(snapshot)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    context.log(f"tokenizer: {source} (copied to {snapshot})")
+    return snapshot
+
+
+def _write_clip(path: Path, video: torch.Tensor, fps: float) -> None:
+    from vidgen.io import write_video
+
+    write_video(path, video.detach().float().clamp(-1, 1).cpu(), fps=fps)
+
+
+# ============================================================================= the kind
+
+
+def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
+    from vidgen.generators.decoding import decode_nonautoregressive
+    from vidgen.text import load_text_encoder
+    from vidgen.tokenizers.magvit_vq import MagvitVQ
+    from vidgen.training.token_cache import (
+        CachedTokens,
+        TokenBatcher,
+        build_cache,
+        cache_key,
+        condition_specs,
+    )
+
+    condition: ConditionOptions = recipe.sections["condition"]
+    options: ObjectiveOptions = recipe.sections["objective"]
+    evaluation: EvalOptions = recipe.sections["eval"]
+    sample: SampleOptions = recipe.sections["sample"]
+    tasks = get_tasks(options.tasks)
+    device = context.device
+
+    tokenizer_folder = snapshot_tokenizer(_resolve_tokenizer(condition.tokenizer), context)
+    tokenizer = MagvitVQ.from_pretrained(tokenizer_folder, device=device).eval().requires_grad_(False)
+    text_encoder = load_text_encoder(condition.text_encoder, max_length=condition.text_max_length, device=device)
+    specs = condition_specs(tasks, condition.dynamic_draws)
+
+    def cache_for(dataset: Dataset, data: dict[str, Any]) -> Any:
+        key = cache_key(tokenizer_folder, data, specs, condition.text_encoder, condition.text_max_length,
+                        recipe.train.seed)
+        return build_cache(context.run_dir / "cache", key, dataset, tokenizer, text_encoder, specs, device,
+                           seed=recipe.train.seed, batch_size=condition.encode_batch_size, log=context.log)
+
+    train_set = recipe.data.build(split="train")
+    cache = cache_for(train_set, {"split": "train", **recipe.data.to_dict()})
+    heldout = None
+    if evaluation.clips:
+        spec = dataclasses.replace(recipe.data, options={**recipe.data.options, "num_items": evaluation.clips},
+                                   extra=[])
+        heldout_set = spec.build(split=evaluation.split)
+        heldout_set = torch.utils.data.Subset(heldout_set, range(min(evaluation.clips, len(heldout_set))))
+        heldout = cache_for(heldout_set, {"split": evaluation.split, **spec.to_dict()})
+
+    # The model: its vocabulary and grid follow the tokenizer, its text width the encoder, its classes the data.
+    forced: dict[str, Any] = {"codebook_size": int(tokenizer.config.codebook_size), "grid": tuple(cache.grid),
+                              "text_dim": int(text_encoder.dim) if any(t.uses_text for t in tasks) else 0}
+    num_classes = getattr(train_set, "num_classes", None)
+    if isinstance(num_classes, int) and any(t.uses_class for t in tasks):
+        forced["num_classes"] = num_classes
+    model = build_model(recipe, **forced)
+    if any(t.uses_class for t in tasks) and model.config.num_classes == 0:
+        raise VidgenError(f"tasks {[t.abbreviation for t in tasks if t.uses_class]} need classes: set model.num_classes "
+                          f"(the dataset {recipe.data.name!r} declares none)")
+    objective = options.build()
+    batcher = TokenBatcher(cache)
+
+    # Sample-time conditioning, computed once: prompt embeddings, the first held-out clip's conditions.
+    sample_text = text_encoder.encode(sample.prompts, pad_to_max_length=False) if (
+        sample.prompts and model.config.text_dim) else None
+    _, num_frames, height, width = cache.video_shape
+    settings = {
+        "_class_name": "MagvitPipeline",
+        "system": "MAGVIT",
+        "text_encoder": condition.text_encoder,
+        "text_max_length": condition.text_max_length,
+        "num_frames": int(num_frames),
+        "height": int(height),
+        "width": int(width),
+        "fps": cache.fps,
+        "default_steps": sample.steps,
+        "default_guidance": sample.guidance,
+        "choice_temperature": sample.choice_temperature,
+        "temperature": sample.temperature,
+        "class_names": class_names_for(recipe.data.name, model.config.num_classes),
+        "tasks": pipeline_tasks(tasks),
+        "recipe": Path(recipe.source).name,
+        "description": sample.description or (
+            f"MAGVIT (3D-VQ + multi-task masked token transformer) trained on {recipe.data.name}: "
+            f"{num_frames}x{height}x{width} clips, tasks {' '.join(t.abbreviation for t in tasks)}"),
+    }
+
+    def decode(model: nn.Module, task: str, generator: torch.Generator, **conditioning: Any) -> torch.Tensor:
+        tokens = decode_nonautoregressive(model, task=task, num_steps=sample.steps, temperature=sample.temperature,
+                                          choice_temperature=sample.choice_temperature,
+                                          guidance_scale=sample.guidance, generator=generator, **conditioning)
+        return tokenizer.decode_indices(tokens).float().cpu()  # (B, 3, T, H, W)
+
+    def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:
+        generator = torch.Generator(device).manual_seed(sample.seed)
+        prefix = samples_dir / f"step_{step:07d}"
+        trained = {t.abbreviation for t in tasks}
+        if "CG" in trained and model.config.num_classes:
+            labels = torch.tensor([c % model.config.num_classes for c in sample.class_labels], device=device)
+            for label, video in zip(labels.tolist(), decode(model, "CG", generator, class_labels=labels)):
+                _write_clip(Path(f"{prefix}_CG_class{label}.{sample.format}"), video, cache.fps)
+        if "T2V" in trained and sample_text is not None:
+            videos = decode(model, "T2V", generator, text=sample_text.embeddings.to(device),
+                            text_mask=sample_text.mask.to(device))
+            for i, video in enumerate(videos):
+                _write_clip(Path(f"{prefix}_T2V_{i:02d}.{sample.format}"), video, cache.fps)
+        if heldout is not None:
+            item = batcher([CachedTokens(heldout)[0]])
+            target = tokenizer.decode_indices(item["tokens"].to(device)).float().cpu()[0]
+            for task in sample.tasks:
+                if task not in item["condition_tokens"]:
+                    continue
+                video = decode(model, task, generator,
+                               condition_tokens=item["condition_tokens"][task][:, 0].to(device),
+                               condition_mask=item["condition_masks"][task][:, 0].to(device))[0]
+                _write_clip(Path(f"{prefix}_{task}.{sample.format}"), torch.cat([target, video], dim=-1), cache.fps)
+
+    def eval_fn(model: nn.Module, step: int) -> dict[str, float]:
+        generator = torch.Generator(device).manual_seed(evaluation.seed)
+        items = CachedTokens(heldout)
+        totals: dict[str, float] = {}
+        for start in range(0, len(items), evaluation.batch_size):
+            chunk = [items[i] for i in range(start, min(start + evaluation.batch_size, len(items)))]
+            out = objective(model, move_to_device(batcher(chunk), device), generator)
+            for name, value in out.items():
+                totals[name] = totals.get(name, 0.0) + float(value) * len(chunk)
+        return {f"heldout_{name}": value / len(items) for name, value in totals.items() if name != "mask_ratio"}
+
+    def export_fn(model: nn.Module, run_dir: Path) -> Path:
+        dtype = torch.bfloat16 if recipe.train.export_dtype == "bfloat16" else None
+        export_model(model, run_dir / "final", dtype)
+        return export_pipeline(run_dir / "pipeline", tokenizer_folder, model, settings)
+
+    return TrainingSetup(model=model, objective=objective, dataset=CachedTokens(cache), collate_fn=batcher,
+                         sample_fn=sample_fn, eval_fn=eval_fn if heldout is not None else None, export_fn=export_fn)
+
+
+register_kind(RecipeKind(
+    name="magvit-transformer",
+    description="MAGVIT multi-task masked token transformer (COMMIT, 10 tasks + T2V) on cached tokens of a trained 3D-VQ",
+    sizes=_sizes,
+    build=build_magvit_transformer,
+    sections={"condition": ConditionOptions, "objective": ObjectiveOptions, "eval": EvalOptions,
+              "sample": SampleOptions},
+    resumable_changes=("sample.", "eval."),
+))
