@@ -555,10 +555,12 @@ def test_shipped_recipes_parse():
     shipped = recipes_module.shipped_recipes()
     names = {p.stem for p in shipped}
     assert {"cogvideox-shapes-vae", "cogvideox-shapes-transformer", "cogvideox-shapes-vae-smoke",
-            "cogvideox-shapes-transformer-smoke"} <= names
+            "cogvideox-shapes-transformer-smoke", "magvit-shapes-vq2d", "magvit-shapes-vq",
+            "magvit-shapes-transformer"} <= names
     for path in shipped:
         recipe = load_recipe(path.stem)
-        assert recipe.kind in ("cogvideox-vae", "cogvideox-transformer")
+        assert recipe.kind in {kind.name for kind in recipes_module.list_kinds()}
+        assert recipe.kind in ("cogvideox-vae", "cogvideox-transformer", "magvit-vq", "magvit-transformer")
         assert recipe.output.dir == f"runs/{path.stem}"
 
 

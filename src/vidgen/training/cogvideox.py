@@ -351,6 +351,10 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
         "fps": cache.fps,
         "sampler": sample.sampler,
         "recipe": Path(recipe.source).name,
+        "tasks": ["text-to-video"],
+        "description": (f"CogVideoX (3D causal KL VAE + expert transformer, v-prediction) trained on "
+                        f"{recipe.data.name}: {int(num_frames)}x{int(height)}x{int(width)} clips at {cache.fps:g} fps "
+                        f"from {condition.text_encoder}-encoded prompts"),
     }
 
     def pipeline_for(transformer: nn.Module) -> Any:
