@@ -346,10 +346,10 @@ def test_folder_dataset_errors(tmp_path):
 
 
 def test_registry_and_collate():
-    assert set(DATASETS) == {"shapes", "digits", "folder"}
+    assert set(DATASETS) == {"shapes", "digits", "folder", "shapes+digits"}
     ds = get_dataset("shapes", num_frames=3, size=16)
     assert isinstance(ds, ShapesDataset)
-    with pytest.raises(VidgenError, match="available: shapes, digits, folder"):
+    with pytest.raises(VidgenError, match=r"available: shapes, digits, folder, shapes\+digits"):
         get_dataset("mnist")
     with pytest.raises(VidgenError, match="no option frames.*num_frames"):
         get_dataset("digits", frames=3)

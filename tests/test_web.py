@@ -366,7 +366,7 @@ def test_browser_generates_a_playable_video_and_shows_errors(folders, tmp_path):
            "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     with open(log, "w") as log_file:
         server = subprocess.Popen([sys.executable, "-m", "vidgen.cli.main", "serve", "--model", str(folders[0]),
-                                   "--port", str(port), "--max-frames", "9", "--max-size", "64", "--max-steps", "10"],
+                                   "--port", str(port), "--max-frames", "16", "--max-size", "64", "--max-steps", "10"],
                                   stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     driver = None
     try:
@@ -419,12 +419,41 @@ def test_browser_generates_a_playable_video_and_shows_errors(folders, tmp_path):
         assert "describe the video" in toast.text
         assert "Traceback" not in driver.find_element(By.TAG_NAME, "body").text
 
-        # No video-task model is served: the tab says what is needed.
+        # Video tasks tab (the bundled magvit-shapes is served too): upload a clip, predict, and the
+        # result plays in the page.
+        from vidgen.data import get_dataset
+        from vidgen.io.video import write_video
+
+        clip = get_dataset("shapes", split="heldout", num_items=1, num_frames=16, size=64, max_objects=1)[0]["video"]
+        upload_path = tmp_path / "upload.mp4"
+        write_video(upload_path, ((clip.permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy(), fps=8)
         tab = next(b for b in driver.find_elements(By.XPATH, "//button[@role='tab']") if
                    b.is_displayed() and b.text.strip() == "Video tasks")
         tab.click()
-        message = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#tasks-missing"))
-        assert "No video-task model is loaded" in message.text and "MAGVIT" in message.text
+        file_input = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#task-upload input[type='file']"))
+        file_input.send_keys(str(upload_path))
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#task-upload video"))
+        driver.find_element(By.CSS_SELECTOR, "#task-run").click()
+        from selenium.common.exceptions import TimeoutException
+
+        try:
+            result = WebDriverWait(driver, 240).until(
+                lambda d: next((v for v in d.find_elements(By.CSS_SELECTOR, "#task-video video")
+                                if v.get_attribute("src")), None))
+        except TimeoutException:
+            (REPO / "test-output").mkdir(exist_ok=True)
+            driver.save_screenshot(str(REPO / "test-output" / "web-tasks-timeout.png"))
+            pytest.fail("no task result after 240 s; page: " + driver.find_element(By.TAG_NAME, "body").text[-1500:]
+                        + "\nserver log: " + log.read_text()[-3000:])
+        state = WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+            "const v = arguments[0]; return v.readyState >= 1 && v.duration > 0 ? "
+            "[v.readyState, v.duration, v.videoWidth, v.videoHeight] : null", result))
+        assert state[1] == pytest.approx(16 / 8, abs=0.3) and state[2:] == [64, 64]  # 16 frames at 8 fps, 64x64
+        assert "Traceback" not in driver.find_element(By.TAG_NAME, "body").text
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", result)
+        time.sleep(0.5)  # let the player paint a frame
+        driver.save_screenshot(str(tmp_path / "web-tasks-screenshot.png"))
+        shutil.copy(tmp_path / "web-tasks-screenshot.png", REPO / "test-output" / "web-tasks-screenshot.png")
     finally:
         if driver is not None:
             driver.quit()
