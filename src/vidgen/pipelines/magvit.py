@@ -64,21 +64,14 @@ from vidgen.pipelines.output import GeneratedVideo
 from vidgen.pipelines.text_to_video import _bf16_is_fast, autocast_context, default_device
 from vidgen.tasks import Task, class_frame_prediction, frame_interpolation, frame_prediction, get_task
 from vidgen.tasks.commit import prepare_condition
+from vidgen.tasks.registry import USER_TASK_MODES
 from vidgen.tokenizers.magvit_vq import MagvitVQ
 
 PIPELINE_FILE = "pipeline.json"
 MAX_PROMPT_CHARS = 2000
 MAX_GUIDANCE = 50.0
 
-# The spec's task map: what the user asks for (task, mode) -> the registry task that does it.
-TASK_MODES: dict[str, dict[str, str]] = {
-    "text-to-video": {"default": "T2V"},
-    "class-to-video": {"default": "CG"},
-    "predict": {"first frame": "FP", "class + first frame": "CFP"},
-    "interpolate": {"first and last frame": "FI"},
-    "outpaint": {"central": "OPC", "vertical": "OPV", "horizontal": "OPH", "dynamic": "OPD"},
-    "inpaint": {"central": "IPC", "dynamic": "IPD"},
-}
+TASK_MODES = USER_TASK_MODES  # (task, mode) -> registry task; defined with the tasks
 # Other spellings users (and the web app's defaults) may use for a mode.
 MODE_ALIASES = {"first and last frames": "first and last frame", "first frames": "first frame",
                 "class+first frame": "class + first frame", "class + first frames": "class + first frame"}

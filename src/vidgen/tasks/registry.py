@@ -155,6 +155,17 @@ def text_to_video() -> Task:
 MAGVIT_TASKS = ("FP", "FI", "OPC", "OPV", "OPH", "OPD", "IPC", "IPD", "CG", "CFP")
 PIXEL_TASKS = ("FP", "FI", "OPC", "OPV", "OPH", "OPD", "IPC", "IPD")
 
+# What a user asks for, (task, mode), -> the registry task that does it: the `tasks` map of a MAGVIT
+# pipeline.json, the pipeline's and CLI's task names, and the web app's task/mode menus.
+USER_TASK_MODES: dict[str, dict[str, str]] = {
+    "text-to-video": {"default": "T2V"},
+    "class-to-video": {"default": "CG"},
+    "predict": {"first frame": "FP", "class + first frame": "CFP"},
+    "interpolate": {"first and last frame": "FI"},
+    "outpaint": {"central": "OPC", "vertical": "OPV", "horizontal": "OPH", "dynamic": "OPD"},
+    "inpaint": {"central": "IPC", "dynamic": "IPD"},
+}
+
 _REGISTRY: dict[str, Task] = {}
 
 

@@ -38,7 +38,7 @@ from vidgen.generators.masked_transformer import (
     magvit_transformer_tiny,
 )
 from vidgen.modeling import write_json
-from vidgen.tasks.registry import MAGVIT_TASKS, Task, get_tasks
+from vidgen.tasks.registry import MAGVIT_TASKS, USER_TASK_MODES, Task, get_tasks
 from vidgen.training.recipes import (
     BuildContext,
     Recipe,
@@ -50,16 +50,6 @@ from vidgen.training.recipes import (
 from vidgen.training.trainer import export_model, move_to_device
 
 ALL_TASKS = (*MAGVIT_TASKS, "T2V")
-
-# The spec's pipeline.json task map: what a user asks for (task, mode) -> the registry task.
-PIPELINE_TASKS: dict[str, dict[str, str]] = {
-    "text-to-video": {"default": "T2V"},
-    "class-to-video": {"default": "CG"},
-    "predict": {"first frame": "FP", "class + first frame": "CFP"},
-    "interpolate": {"first and last frame": "FI"},
-    "outpaint": {"central": "OPC", "vertical": "OPV", "horizontal": "OPH", "dynamic": "OPD"},
-    "inpaint": {"central": "IPC", "dynamic": "IPD"},
-}
 
 
 # ============================================================================= recipe tables
@@ -222,7 +212,7 @@ def pipeline_tasks(tasks: list[Task]) -> dict[str, list[str]]:
     """The pipeline.json {task: [modes]} restricted to the trained tasks."""
     trained = {t.abbreviation for t in tasks}
     out = {}
-    for name, modes in PIPELINE_TASKS.items():
+    for name, modes in USER_TASK_MODES.items():
         kept = [mode for mode, abbreviation in modes.items() if abbreviation in trained]
         if kept:
             out[name] = kept
