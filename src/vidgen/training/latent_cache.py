@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,21 @@ def load_cache(folder: Path) -> LatentCache | None:
                        scaling_factor=float(info["scaling_factor"]), fps=float(info["fps"]), path=folder)
 
 
+def encode_unique_captions(captions: Sequence[str], text_encoder: Any, batch_size: int = 64
+                           ) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each distinct caption encoded once: (unique captions, "" first; caption_index (N,) int64 into them;
+    embeddings (U, L, D) float32; mask (U, L) bool), padded to the encoder's max length."""
+    unique = [""] + sorted(set(captions) - {""})
+    position = {caption: i for i, caption in enumerate(unique)}
+    caption_index = torch.tensor([position[c] for c in captions], dtype=torch.int64)
+    embeddings, masks = [], []
+    for start in range(0, len(unique), batch_size):
+        encoded = text_encoder.encode(unique[start:start + batch_size], pad_to_max_length=True)
+        embeddings.append(encoded.embeddings.float().cpu())
+        masks.append(encoded.mask.bool().cpu())
+    return unique, caption_index, torch.cat(embeddings), torch.cat(masks)
+
+
 def latent_scaling_factor(mean: torch.Tensor, std: torch.Tensor) -> float:
     """1 / std of z ~ q(z | x) over all elements of the dataset: Var(z) = Var(mean) + E[std^2]."""
     mean64, std64 = mean.double(), std.double()
@@ -155,15 +170,7 @@ def build_cache(root: Path, key: str, dataset: Dataset, vae: torch.nn.Module, te
         bar.close()
     mean, std = torch.cat(means), torch.cat(stds)
 
-    unique = [""] + sorted(set(captions) - {""})
-    position = {caption: i for i, caption in enumerate(unique)}
-    caption_index = torch.tensor([position[c] for c in captions], dtype=torch.int64)
-    embeddings, masks = [], []
-    for start in range(0, len(unique), 64):
-        encoded = text_encoder.encode(unique[start:start + 64], pad_to_max_length=True)
-        embeddings.append(encoded.embeddings.float().cpu())
-        masks.append(encoded.mask.bool().cpu())
-    text_embeddings, text_mask = torch.cat(embeddings), torch.cat(masks)
+    unique, caption_index, text_embeddings, text_mask = encode_unique_captions(captions, text_encoder)
     scaling_factor = latent_scaling_factor(mean, std)
 
     def write(tmp: Path) -> None:

@@ -32,9 +32,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,11 +41,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidgen.errors import VidgenError
-from vidgen.modeling import atomic_save_safetensors, load_safetensors, read_json, write_json
+from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safetensors, read_json, write_json
 from vidgen.tasks.commit import encode_tokens
 from vidgen.tasks.regions import pad_condition, pixel_to_token_mask
 from vidgen.tasks.registry import Task
-from vidgen.training.latent_cache import folder_digest
+from vidgen.training.latent_cache import encode_unique_captions, folder_digest
 
 CACHE_VERSION = 1
 
@@ -279,39 +277,24 @@ def build_cache(root: Path, key: str, dataset: Dataset, tokenizer: Any, text_enc
     tokens = torch.cat(targets)
     codebook = int(max([tokens.max()] + [torch.cat(c).max() for c in conditions.values()])) + 1
     index_dtype = torch.int16 if codebook <= torch.iinfo(torch.int16).max else torch.int32
-    unique = [""] + sorted(set(captions) - {""})
-    position = {caption: i for i, caption in enumerate(unique)}
-    caption_index = torch.tensor([position[c] for c in captions], dtype=torch.int64)
-    embeddings, text_masks = [], []
-    for start in range(0, len(unique), 64):
-        encoded = text_encoder.encode(unique[start:start + 64], pad_to_max_length=True)
-        embeddings.append(encoded.embeddings.float().cpu())
-        text_masks.append(encoded.mask.bool().cpu())
+    unique, caption_index, text_embeddings, text_mask = encode_unique_captions(captions, text_encoder)
     tensors = {"tokens": tokens.to(index_dtype), "class_id": torch.cat(class_ids), "caption_index": caption_index}
     for spec in specs:
         tensors[f"cond.{spec.name}.tokens"] = torch.cat(conditions[spec.name]).to(index_dtype).contiguous()
         stacked = masks[spec.name][0] if not spec.dynamic else torch.cat(masks[spec.name])
         tensors[f"cond.{spec.name}.mask"] = stacked.contiguous()
 
-    # Write into a private folder, then rename: a crash leaves no half-written cache.
-    tmp = root / f".tmp_{key}_{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
+    def write(tmp: Path) -> None:
         atomic_save_safetensors(tensors, tmp / "tokens.safetensors")
-        atomic_save_safetensors({"embeddings": torch.cat(embeddings), "mask": torch.cat(text_masks)},
-                                tmp / "text.safetensors")
+        atomic_save_safetensors({"embeddings": text_embeddings, "mask": text_mask}, tmp / "text.safetensors")
         write_json(tmp / "cache.json", {
             "version": CACHE_VERSION, "key": key, "num_clips": len(captions), "grid": list(tokens.shape[1:]),
             "video_shape": list(video_shape), "fps": float(fps), "captions": unique,
             "conditions": {s.name: s.describe() for s in specs},
             "task_conditions": {task: s.name for s in specs for task in s.tasks},
             "seconds": round(time.perf_counter() - started, 1)})
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_write_dir(folder, write)  # a crash leaves no half-written cache
     log(f"token cache: {len(captions)} clips -> tokens {tuple(tokens.shape[1:])}, "
         f"{sum(s.draws for s in specs)} condition draws per clip, {len(unique)} unique captions, "
         f"{time.perf_counter() - started:.0f} s")
