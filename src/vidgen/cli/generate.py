@@ -56,14 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vidgen.errors import VidgenError
     from vidgen.pipelines import load_pipeline
-    from vidgen.pipelines.output import SAVE_FORMATS
 
-    outputs = [Path(path) for path in args.output]
-    for output in outputs:
-        if output.suffix.lower() not in SAVE_FORMATS:
-            raise VidgenError(f"output {output.name!r}: use one of {', '.join(SAVE_FORMATS)}")
-    if args.fps is not None and not 0 < args.fps <= 120:
-        raise VidgenError(f"--fps {args.fps} must be in (0, 120]")
+    outputs = check_outputs(args.output, args.fps)
     if args.class_label is not None:
         args.model = args.model or DEFAULT_CLASS_MODEL
         return _run_class(args, outputs)
@@ -85,13 +79,7 @@ def run(args: argparse.Namespace) -> int:
                  height=args.height if args.height is not None else int(settings.get("height", 64)),
                  width=args.width if args.width is not None else int(settings.get("width", 64)),
                  progress=not args.no_progress, **extra)
-    if args.fps is not None:
-        video.fps = args.fps
-    for output in outputs:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        video.save(output)
-        print(f"wrote {output} ({video.num_frames} frames, {video.tensor.shape[2]}x{video.tensor.shape[3]}, "
-              f"seed {args.seed}, generated in {video.info['seconds']:.2f} s)")
+    save_outputs(video, outputs, args.fps, f"seed {args.seed}, generated in {video.info['seconds']:.2f} s")
     return 0
 
 
@@ -118,12 +106,31 @@ def _run_class(args: argparse.Namespace, outputs: list[Path]) -> int:
                           f"({type(pipe).__name__}) has no class-conditional generation")
     video = pipe.generate_class(args.class_label, seed=args.seed, num_inference_steps=args.steps,
                                 guidance_scale=args.guidance, progress=not args.no_progress)
-    if args.fps is not None:
-        video.fps = args.fps
+    save_outputs(video, outputs, args.fps, f"class {video.info.get('class_name', video.info.get('class_id'))!r}, "
+                 f"seed {args.seed}, generated in {video.info['seconds']:.2f} s")
+    return 0
+
+
+def check_outputs(paths: list[str], fps: float | None) -> list[Path]:
+    """The -o paths of a generating command, checked (format by extension, --fps range) before any model loads."""
+    from vidgen.errors import VidgenError
+    from vidgen.pipelines.output import SAVE_FORMATS
+
+    outputs = [Path(path) for path in paths]
+    for output in outputs:
+        if output.suffix.lower() not in SAVE_FORMATS:
+            raise VidgenError(f"output {output.name!r}: use one of {', '.join(SAVE_FORMATS)}")
+    if fps is not None and not 0 < fps <= 120:
+        raise VidgenError(f"--fps {fps} must be in (0, 120]")
+    return outputs
+
+
+def save_outputs(video, outputs: list[Path], fps: float | None, details: str) -> None:
+    """Write one generated video to every output (with --fps if given) and say so: "wrote PATH (T frames,
+    HxW, DETAILS)"."""
+    if fps is not None:
+        video.fps = fps
     for output in outputs:
         output.parent.mkdir(parents=True, exist_ok=True)
         video.save(output)
-        print(f"wrote {output} ({video.num_frames} frames, {video.tensor.shape[2]}x{video.tensor.shape[3]}, "
-              f"class {video.info.get('class_name', video.info.get('class_id'))!r}, seed {args.seed}, "
-              f"generated in {video.info['seconds']:.2f} s)")
-    return 0
+        print(f"wrote {output} ({video.num_frames} frames, {video.tensor.shape[2]}x{video.tensor.shape[3]}, {details})")

@@ -104,17 +104,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vidgen.catalogue import describe_model
+    from vidgen.cli.generate import check_outputs, save_outputs
     from vidgen.errors import VideoReadError, VidgenError
     from vidgen.pipelines import load_pipeline
-    from vidgen.pipelines.output import SAVE_FORMATS
 
     # Everything cheap is checked before the model loads.
-    outputs = [Path(path) for path in args.output]
-    for output in outputs:
-        if output.suffix.lower() not in SAVE_FORMATS:
-            raise VidgenError(f"output {output.name!r}: use one of {', '.join(SAVE_FORMATS)}")
-    if args.fps is not None and not 0 < args.fps <= 120:
-        raise VidgenError(f"--fps {args.fps} must be in (0, 120]")
+    outputs = check_outputs(args.output, args.fps)
     if args.start < 0:
         raise VidgenError(f"--start {args.start} must be >= 0 seconds")
     if not Path(args.video).exists():
@@ -136,16 +131,10 @@ def run(args: argparse.Namespace) -> int:
     if args.task == "predict":
         options["class_label"] = args.class_label
     video = method(args.video, **options)
-    if args.fps is not None:
-        video.fps = args.fps
     info = video.info
     what = f"{info['task']} ({info['mode']}" + (f", class {info['class_name']!r}" if "class_name" in info else "") + ")"
-    for output in outputs:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        video.save(output)
-        print(f"wrote {output} ({video.num_frames} frames, {video.tensor.shape[2]}x{video.tensor.shape[3]}, {what}, "
-              f"seed {info['seed']}, {info['steps']} steps, guidance {info['guidance_scale']:g}, "
-              f"{info['seconds']:.2f} s)")
+    save_outputs(video, outputs, args.fps, f"{what}, seed {info['seed']}, {info['steps']} steps, "
+                 f"guidance {info['guidance_scale']:g}, {info['seconds']:.2f} s")
     if info.get("frames_note"):
         print(f"note: {info['frames_note']}")
     return 0
