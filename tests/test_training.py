@@ -750,3 +750,36 @@ def test_transformer_objective_caption_dropout_uses_empty_prompt():
         batch = {"mean": cache.mean, "std": cache.std, "caption_index": cache.caption_index}
         out = objective(model, batch, torch.Generator().manual_seed(0))
         assert seen == expected and out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+
+
+def test_init_from_fine_tunes_from_a_model_or_pipeline_folder(tmp_path, tiny_vae_dir, transformer_smoke_run, capsys):
+    from vidgen import CogVideoXTransformer
+    from vidgen.modeling import load_safetensors
+    from vidgen.training.checkpoint import initialise_from
+
+    # 0 steps from the smoke run's pipeline folder: the export must be the stage-1 transformer exactly
+    # (bf16 storage both ways), so the weights were loaded and nothing else changed them.
+    stage1 = transformer_smoke_run / "pipeline"
+    run = tmp_path / "finetune"
+    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(run), "--steps", "0",
+               "--set", f'train.init_from="{stage1}"', *smoke_args(tiny_vae_dir)) == 0
+    assert f"initial weights: {stage1 / 'transformer' / 'model.safetensors'}" in capsys.readouterr().out
+    a = load_safetensors(stage1 / "transformer" / "model.safetensors")
+    b = load_safetensors(run / "pipeline" / "transformer" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # Two more steps from the model folder itself move the weights away from the start.
+    run2 = tmp_path / "finetune2"
+    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(run2), "--steps", "2",
+               "--set", f'train.init_from="{transformer_smoke_run / "final"}"', *smoke_args(tiny_vae_dir)) == 0
+    c = load_safetensors(run2 / "checkpoints" / "step_00000002" / "model.safetensors")
+    start = load_safetensors(transformer_smoke_run / "final" / "model.safetensors")
+    assert any(not torch.equal(c[k].to(start[k].dtype), start[k]) for k in start)
+
+    # Wrong class or a folder without the model: clear errors naming the value.
+    model = CogVideoXTransformer.from_pretrained(transformer_smoke_run / "final")
+    with pytest.raises(VidgenError, match="holds a CogVideoXVAE; this recipe trains a CogVideoXTransformer"):
+        initialise_from(model, str(tiny_vae_dir))
+    with pytest.raises(VidgenError, match="no model.safetensors and no sub-folder"):
+        initialise_from(model, str(tmp_path))
+    with pytest.raises(VidgenError, match="neither a local folder nor a bundled model"):
+        initialise_from(model, str(tmp_path / "missing"))

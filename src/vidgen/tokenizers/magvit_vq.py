@@ -460,7 +460,12 @@ def magvit_vq_shapes(**overrides) -> MagvitVQ:
     """Sized to train on 2 CPU cores in ~20 minutes on 16x64x64 Shapes clips (4x8x8 tokens, 1024
     codes, 2.1 M parameters). Widths 8/16/32/64 and no residual block at full resolution: on CPU the
     cost is dominated by the 16x64x64 level, so the first block is skipped there (the first pooling
-    follows conv_in directly) and the decoder's last upsampling conv already narrows to 8 channels."""
+    follows conv_in directly) and the decoder's last upsampling conv already narrows to 8 channels.
+
+    norm_groups = 2 (4 channels per group at the 8-channel levels): with 8 groups every norm there is
+    an instance norm of each channel, which on a flat-coloured object erases how strongly a channel
+    sees the colour (only its sign survives), so hues came back wrong (docs/notes/magvit-tokenizer-
+    diagnosis.md). The session-2 bundle was trained with 8 and keeps it in its config.json."""
     return MagvitVQ(MagvitVQConfig(**{
         "base_channels": 8, "channel_multipliers": (1, 2, 4, 8), "num_res_blocks": (0, 1, 2, 2),
-        "embed_dim": 32, "codebook_size": 1024, "norm_groups": 8, **overrides}))
+        "embed_dim": 32, "codebook_size": 1024, "norm_groups": 2, **overrides}))

@@ -215,3 +215,41 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # Tied weights share storage; safetensors refuses shared tensors, so each gets its own copy.
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+
+def initialise_from(model: torch.nn.Module, name_or_path: str) -> Path:
+    """Copy the weights saved at `name_or_path` into `model` (fine-tuning: `train.init_from`).
+
+    name_or_path: a `save_pretrained` folder (config.json + model.safetensors) or a bundled name; a
+    pipeline folder (e.g. "cogvideox-shapes" or a run's pipeline/) is searched for the one sub-folder
+    whose config.json names the model's class. Stored bf16 weights are cast to the model's dtype.
+    Returns the weights file used.
+    """
+    from vidgen.modeling import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, resolve_model_path
+
+    folder = resolve_model_path(name_or_path)
+    class_name = type(model).__name__
+    if not (folder / WEIGHTS_NAME).is_file():
+        matches = [sub for sub in sorted(folder.iterdir()) if (sub / CONFIG_NAME).is_file()
+                   and read_json(sub / CONFIG_NAME).get("_class_name") == class_name]
+        if len(matches) != 1:
+            raise CheckpointError(
+                f"train.init_from = {name_or_path!r}: {folder} has no {WEIGHTS_NAME} and "
+                f"{'no' if not matches else len(matches)} sub-folder(s) holding a {class_name}; give the "
+                f"folder of the model itself (config.json + {WEIGHTS_NAME})")
+        folder = matches[0]
+    saved_class = read_json(folder / CONFIG_NAME).get("_class_name") if (folder / CONFIG_NAME).is_file() else None
+    if saved_class is not None and saved_class != class_name:
+        raise CheckpointError(f"train.init_from = {name_or_path!r} holds a {saved_class}; this recipe trains a "
+                              f"{class_name}")
+    path = folder / WEIGHTS_NAME
+    state = load_safetensors(path)
+    if isinstance(model, PretrainedModel):
+        model.load_state_dict_strict(state, source=str(path))  # lists missing / mis-shaped keys
+    else:
+        own = model.state_dict()
+        try:
+            model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"weights in {path} do not match the recipe's model: {error}") from None
+    return path

@@ -511,6 +511,10 @@ def run_recipe(recipe: Recipe, resume: bool = False, progress: bool = True,
     # The model's initial weights depend only on the recipe's seed.
     torch.manual_seed(recipe.train.seed)
     setup = kind.build(recipe, context)
+    if recipe.train.init_from and not resume:  # on resume the checkpoint holds the weights
+        from vidgen.training.checkpoint import initialise_from
+
+        log(f"initial weights: {initialise_from(setup.model, recipe.train.init_from)} (train.init_from)")
     trainer = Trainer(setup.model, setup.objective, setup.dataset, recipe.train, run_dir,
                       collate_fn=setup.collate_fn, sample_fn=setup.sample_fn, eval_fn=setup.eval_fn,
                       export_fn=setup.export_fn, resume=resume, progress=progress, log_fn=log)

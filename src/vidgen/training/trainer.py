@@ -93,6 +93,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     export: str = "ema"               # "ema" or "raw": which weights go to run_dir/final/
     export_dtype: str = "float32"     # "float32" or "bfloat16" storage of the exported weights
+    init_from: str = ""               # fine-tuning: a model folder or bundled name (a pipeline folder
+                                      # is searched for the sub-folder of the model's class) whose
+                                      # weights replace the fresh ones before step 0; "" = from scratch
 
     def __post_init__(self) -> None:
         _check(self.steps >= 0, "train.steps", self.steps, "an integer >= 0")
