@@ -70,11 +70,11 @@ def psnr(a, b, reduction: str = "mean"):
     return _reduce(per_frame, reduction)
 
 
-def _gaussian_window(size: int, sigma: float, device) -> torch.Tensor:
+def _gaussian_kernel(size: int, sigma: float, device) -> torch.Tensor:
+    """1D normalised Gaussian (size,), float64; the 2D SSIM window is its outer product."""
     coords = torch.arange(size, dtype=torch.float64, device=device) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return g[:, None] * g[None, :]  # (size, size)
+    return g / g.sum()
 
 
 def ssim(a, b, reduction: str = "mean", window_size: int = 11, sigma: float = 1.5):
@@ -87,15 +87,16 @@ def ssim(a, b, reduction: str = "mean", window_size: int = 11, sigma: float = 1.
         )
     x = rearrange(a, "b c t h w -> (b t) c h w")
     y = rearrange(b, "b c t h w -> (b t) c h w")
-    window = _gaussian_window(window_size, sigma, a.device).expand(channels, 1, -1, -1)
-
-    def blur(z: torch.Tensor) -> torch.Tensor:  # local Gaussian-weighted mean, per channel
-        return F.conv2d(z, window, groups=channels)
-
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
+    # The five local Gaussian-weighted means in one grouped conv per axis (the window is separable).
+    stacked = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # (N, 5C, H, W)
+    g = _gaussian_kernel(window_size, sigma, a.device)
+    groups = stacked.shape[1]
+    blurred = F.conv2d(stacked, g.view(1, 1, -1, 1).expand(groups, 1, -1, 1), groups=groups)
+    blurred = F.conv2d(blurred, g.view(1, 1, 1, -1).expand(groups, 1, 1, -1), groups=groups)
+    mu_x, mu_y, mean_xx, mean_yy, mean_xy = blurred.chunk(5, dim=1)
+    var_x = mean_xx - mu_x**2
+    var_y = mean_yy - mu_y**2
+    cov = mean_xy - mu_x * mu_y
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     per_frame = rearrange(ssim_map.mean(dim=(1, 2, 3)), "(b t) -> b t", b=batch)
