@@ -418,7 +418,7 @@ class TinyVideoNet(nn.Module):
 
 
 def _toy_build(recipe, context: BuildContext) -> TrainingSetup:
-    from vidgen.training.cogvideox import SelectKeys
+    from vidgen.training.data import SelectKeys
     from vidgen.training.recipes import build_model
 
     calls = {"n": 0}

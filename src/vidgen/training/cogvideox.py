@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from vidgen.errors import VidgenError
 from vidgen.modeling import atomic_write_dir, write_json
 from vidgen.training.augment import random_crop
+from vidgen.training.data import SelectKeys
 from vidgen.training.recipes import (
     BuildContext,
     Recipe,
@@ -37,21 +38,6 @@ from vidgen.training.recipes import (
 from vidgen.training.trainer import export_model
 
 # ============================================================================= shared helpers
-
-
-class SelectKeys(Dataset):
-    """A view of a dataset whose items keep only `keys` (Shapes items also carry audio, depth, flow
-    and labels that a VAE never looks at: no point collating them)."""
-
-    def __init__(self, dataset: Dataset, keys: tuple[str, ...]):
-        self.dataset, self.keys = dataset, keys
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.dataset[index]
-        return {k: item[k] for k in self.keys}
 
 
 def _heldout_dataset(recipe: Recipe, count: int) -> Dataset:

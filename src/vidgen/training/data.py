@@ -14,6 +14,7 @@ decides when to stop (see `Trainer`).
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -22,6 +23,33 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vidgen.errors import VidgenError
+
+
+class ItemView(Dataset):
+    """A view of `dataset` whose item i is `transform(dataset[i], i)`: e.g. only the keys a kind needs
+    (Shapes items also carry audio, depth, flow and labels that a VAE never looks at: no point
+    collating them). `transform` should be a module-level function or a functools.partial of one, so
+    the view pickles for DataLoader worker processes."""
+
+    def __init__(self, dataset: Dataset, transform: Callable[[dict[str, Any], int], dict[str, Any]]):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.transform(self.dataset[index], index)
+
+
+def _select(item: dict[str, Any], index: int, keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: item[k] for k in keys}
+
+
+class SelectKeys(ItemView):
+    """A view of a dataset whose items keep only `keys`."""
+
+    def __init__(self, dataset: Dataset, keys: Sequence[str]):
+        super().__init__(dataset, functools.partial(_select, keys=tuple(keys)))
 
 
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> torch.Tensor:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidgen.errors import CheckpointError
 from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safetensors, read_json, write_json
+from vidgen.training.data import ItemView
 
 CACHE_VERSION = 1
 
@@ -66,18 +67,9 @@ class CachedLatents(Dataset):
                 "caption_index": self.cache.caption_index[index]}
 
 
-class _VideoAndCaption(Dataset):
+def _video_and_caption(item: dict[str, Any], index: int) -> dict[str, Any]:
     """Only what the cache needs from a dataset item (skips collating audio, depth, labels ...)."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.dataset[index]
-        return {"video": item["video"], "caption": str(item.get("caption", "")), "fps": float(item.get("fps", 8.0))}
+    return {"video": item["video"], "caption": str(item.get("caption", "")), "fps": float(item.get("fps", 8.0))}
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -151,7 +143,7 @@ def build_cache(root: Path, key: str, dataset: Dataset, vae: torch.nn.Module, te
         log(f"latent cache: reusing {folder} ({len(cached)} clips, {len(cached.captions)} captions)")
         return cached
     log(f"latent cache: encoding {len(dataset)} clips into {folder} (once; later runs reuse it)")
-    loader = DataLoader(_VideoAndCaption(dataset), batch_size=batch_size, shuffle=False, collate_fn=_collate)
+    loader = DataLoader(ItemView(dataset, _video_and_caption), batch_size=batch_size, shuffle=False, collate_fn=_collate)
     bar = None
     if progress:
         from tqdm.auto import tqdm

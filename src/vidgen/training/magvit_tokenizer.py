@@ -35,6 +35,7 @@ from torch.utils.data import Dataset
 
 from vidgen.errors import VidgenError
 from vidgen.tokenizers.gan_losses import GANConfig
+from vidgen.training.data import SelectKeys
 from vidgen.training.recipes import (
     BuildContext,
     Recipe,
@@ -166,19 +167,6 @@ class TokenizerObjective(nn.Module):
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.vq.load_state_tensors(tensors)
-
-
-class _Videos(Dataset):
-    """Items reduced to {"video"} (a tokenizer needs nothing else; the rest would only be collated)."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"video": self.dataset[index]["video"]}
 
 
 def heldout_dataset(recipe: Recipe, count: int) -> Dataset:
@@ -313,7 +301,7 @@ def build_vq(recipe: Recipe, context: BuildContext) -> TrainingSetup:
                     "VQTokenizerObjective(feature_net=...))")
     objective = TokenizerObjective(vq_objective, options.frames_per_clip)
 
-    dataset = _Videos(recipe.data.build(split="train"))
+    dataset = SelectKeys(recipe.data.build(split="train"), ("video",))
     heldout = heldout_dataset(recipe, evaluation.clips)
     videos = torch.stack([heldout[i]["video"] for i in range(len(heldout))])   # (N, 3, T, H, W)
 

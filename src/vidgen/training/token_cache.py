@@ -45,6 +45,7 @@ from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safe
 from vidgen.tasks.commit import encode_tokens
 from vidgen.tasks.regions import pad_condition, pixel_to_token_mask
 from vidgen.tasks.registry import Task
+from vidgen.training.data import ItemView
 from vidgen.training.latent_cache import encode_unique_captions, folder_digest
 
 CACHE_VERSION = 1
@@ -194,23 +195,14 @@ def load_cache(folder: Path) -> TokenCache | None:
                       video_shape=tuple(info["video_shape"]), fps=float(info["fps"]), path=folder)
 
 
-class _ClipItems(Dataset):
+def _clip_item(item: dict[str, Any], index: int) -> dict[str, Any]:
     """Only what the cache needs from a dataset item (skips collating audio, depth, labels ...)."""
-
-    def __init__(self, dataset: Dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = self.dataset[index]
-        try:
-            class_id = int(item.get("class_id", -1))
-        except (TypeError, ValueError):  # a dataset without integer classes
-            class_id = -1
-        return {"video": item["video"], "caption": str(item.get("caption", "") or ""), "class_id": class_id,
-                "fps": float(item.get("fps", 8.0)), "index": index}
+    try:
+        class_id = int(item.get("class_id", -1))
+    except (TypeError, ValueError):  # a dataset without integer classes
+        class_id = -1
+    return {"video": item["video"], "caption": str(item.get("caption", "") or ""), "class_id": class_id,
+            "fps": float(item.get("fps", 8.0)), "index": index}
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -240,7 +232,7 @@ def build_cache(root: Path, key: str, dataset: Dataset, tokenizer: Any, text_enc
     log(f"token cache: tokenizing {total} clips x {encodes} (target + condition clips) into {folder} "
         f"(once; later runs and --resume reuse it)")
     tokenizer = tokenizer.eval()
-    loader = DataLoader(_ClipItems(dataset), batch_size=batch_size, shuffle=False, collate_fn=_collate)
+    loader = DataLoader(ItemView(dataset, _clip_item), batch_size=batch_size, shuffle=False, collate_fn=_collate)
     targets, class_ids, captions, fps = [], [], [], 8.0
     conditions: dict[str, list[torch.Tensor]] = {s.name: [] for s in specs}
     masks: dict[str, list[torch.Tensor]] = {s.name: [] for s in specs}
