@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from vidgen.generators.masked_transformer import (
     magvit_transformer_shapes,
     magvit_transformer_tiny,
 )
-from vidgen.modeling import write_json
+from vidgen.modeling import atomic_write_dir, write_json
 from vidgen.tasks.registry import MAGVIT_TASKS, USER_TASK_MODES, Task, get_tasks
 from vidgen.training.recipes import (
     BuildContext,
@@ -222,24 +221,14 @@ def pipeline_tasks(tasks: list[Task]) -> dict[str, list[str]]:
 def export_pipeline(folder: Path, tokenizer_folder: Path, transformer: nn.Module, settings: dict[str, Any]) -> Path:
     """Write a MAGVIT pipeline folder atomically: tokenizer/ (the trained files as they are: the cached
     tokens came from these exact weights), transformer/ (bf16 storage), pipeline.json."""
-    tmp = folder.parent / f".tmp_{folder.name}_{uuid.uuid4().hex[:8]}"
-    try:
-        (tmp / "tokenizer").mkdir(parents=True)
+    def write(tmp: Path) -> None:
+        (tmp / "tokenizer").mkdir()
         for name in ("config.json", "model.safetensors"):
             shutil.copyfile(tokenizer_folder / name, tmp / "tokenizer" / name)
         transformer.save_pretrained(tmp / "transformer", dtype=torch.bfloat16)
         write_json(tmp / "pipeline.json", settings)
-        if folder.exists():
-            old = folder.parent / f".old_{folder.name}_{uuid.uuid4().hex[:8]}"
-            folder.rename(old)
-            tmp.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+
+    return atomic_write_dir(folder, write)
 
 
 def _resolve_tokenizer(name: str) -> Path:
@@ -267,17 +256,11 @@ def snapshot_tokenizer(source: Path, context: BuildContext) -> Path:
     if context.resume and (snapshot / "model.safetensors").is_file():
         context.log(f"tokenizer: {snapshot} (the copy this run started with)")
         return snapshot
-    tmp = context.run_dir / f".tmp_tokenizer_{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.mkdir(parents=True)
+    def write(tmp: Path) -> None:
         for name in ("config.json", "model.safetensors"):
             shutil.copyfile(source / name, tmp / name)
-        if snapshot.exists():
-            shutil.rmtree(snapshot)
-        tmp.rename(snapshot)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_write_dir(snapshot, write)
     context.log(f"tokenizer: {source} (copied to {snapshot})")
     return snapshot
 
