@@ -1,5 +1,5 @@
-"""Reproducible randomness: every random draw in vidgen's diffusion code goes through `randn` / `randint`
-with an explicit `torch.Generator`.
+"""Reproducible randomness: random draws in vidgen (diffusion noise, timesteps, crops, MAGVIT's masks and
+Gumbel noise) go through `randn` / `randint` / `rand` with an explicit `torch.Generator`.
 
 Draws happen on the generator's device (a CPU generator by default) in float32 and are then moved and cast,
 so a seed gives the same numbers on CPU and CUDA and for every compute dtype (bf16, float32, float64).
@@ -68,9 +68,9 @@ def rand(
     shape: Sequence[int],
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """Uniform float64 numbers in [0, 1), drawn on the generator's device and moved."""
-    out = torch.rand(
-        tuple(shape), generator=generator, device=_generator_device(generator), dtype=torch.float64
-    )
+    """Uniform numbers in [0, 1) (float64 unless `dtype` says otherwise), drawn on the generator's device
+    and moved."""
+    out = torch.rand(tuple(shape), generator=generator, device=_generator_device(generator), dtype=dtype)
     return out.to(device) if device is not None else out

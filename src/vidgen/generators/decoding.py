@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from einops import rearrange
 
+from vidgen.diffusion.rng import rand
 from vidgen.errors import VidgenError
 from vidgen.tasks.masking import commit_inputs, lowest_k_mask, num_masked_tokens
 from vidgen.tasks.registry import Task, task_tokens
@@ -47,14 +48,9 @@ Callback = Callable[[int, dict[str, torch.Tensor]], None]
 # ----------------------------------------------------------------------------- sampling helpers
 
 
-def _random(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    rng_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=rng_device).to(device)
-
-
 def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """Standard Gumbel(0, 1) noise."""
-    u = _random(shape, generator, device).clamp(1e-20, 1.0 - 1e-7)
+    u = rand(shape, generator, device, dtype=torch.float32).clamp(1e-20, 1.0 - 1e-7)
     return -torch.log(-torch.log(u))
 
 

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from vidgen.diffusion.rng import rand
 from vidgen.errors import VidgenError
 from vidgen.tasks.masking import commit_inputs, random_training_mask
 from vidgen.tasks.regions import pad_condition, pixel_to_token_mask
@@ -309,8 +310,8 @@ class MagvitObjective:
             raise VidgenError("the batch needs 'video' (B, 3, T, H, W) or precomputed 'tokens' (B, t, h, w)")
         rng_device = generator.device if generator is not None else torch.device("cpu")
 
-        def rand(*shape: int) -> torch.Tensor:
-            return torch.rand(*shape, generator=generator, device=rng_device).to(device)
+        def uniform(*shape: int) -> torch.Tensor:
+            return rand(shape, generator, device, dtype=torch.float32)
 
         # One task per example.
         weights = torch.tensor(self.task_weights if self.task_weights is not None else [1.0] * len(tasks),
@@ -328,7 +329,7 @@ class MagvitObjective:
                                   "batch['condition_masks'] next to batch['condition_tokens']")
             target = batch["tokens"].long()
             condition_tokens, condition_mask = precomputed_condition(
-                per_example, batch["condition_tokens"], batch["condition_masks"], rand(b))
+                per_example, batch["condition_tokens"], batch["condition_masks"], uniform(b))
             condition_tokens, condition_mask = condition_tokens.to(device), condition_mask.to(device)
         elif any(t.uses_pixels for t in per_example):
             pixel_mask, padded, has_pixels = condition_pixels(per_example, video, generator)
@@ -343,7 +344,7 @@ class MagvitObjective:
             condition_tokens, condition_mask = torch.zeros_like(target), torch.zeros_like(target, dtype=torch.bool)
 
         # Condition dropout: the task's null condition.
-        keep = rand(b) >= self.condition_dropout  # (B,)
+        keep = uniform(b) >= self.condition_dropout  # (B,)
         condition_mask = condition_mask & keep[:, None, None, None]
         labels = None
         if uses_class.any():
