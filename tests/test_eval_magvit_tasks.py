@@ -9,7 +9,7 @@ import torch
 from vidgen.data.shapes import class_id, render_objects, sample_objects
 from vidgen.errors import VidgenError
 from vidgen.evaluation import magvit_tasks as mt
-from vidgen.evaluation.metrics import _gaussian_window
+from vidgen.evaluation.metrics import _gaussian_kernel
 from vidgen.evaluation.shapes_eval import HUES
 from vidgen.io import frames_to_tensor, tensor_to_frames
 from vidgen.pipelines.output import GeneratedVideo
@@ -122,7 +122,8 @@ def naive_region_ssim(x: torch.Tensor, y: torch.Tensor, generated: torch.Tensor,
     """SSIM window by window, averaged over windows touching `generated` (composite as in the module)."""
     x = torch.where(generated[None], x, y).double() + 1
     y = y.double() + 1
-    g = _gaussian_window(size, 1.5, "cpu")
+    g = _gaussian_kernel(size, 1.5, "cpu")
+    g = g[:, None] * g[None, :]  # the 2D window
     c1, c2 = (0.01 * 2) ** 2, (0.03 * 2) ** 2
     values = []
     _, t, h, w = x.shape

@@ -174,9 +174,13 @@ def test_dynamic_regions_follow_the_seed_or_the_caller(pipe):
             out = pipe.run_task(task, frames, "dynamic", seed=seed, steps=2, guidance=1.0)
             assert np.array_equal(out.frames[given.numpy()], frames[given.numpy()])
             assert not np.array_equal(out.frames[~given.numpy()], frames[~given.numpy()])
+            # The region used is reported (the evaluation reads it), and the repr stays short.
+            assert torch.equal(out.info["region"], given) and "<tensor (4, 16, 16) bool>" in repr(out)
     mine = torch.zeros(T, H, W, dtype=torch.bool)
     mine[:, :, :5] = True  # keep the left 5 columns
-    out = pipe.outpaint(frames, mode="dynamic", region=mine, seed=0, progress=False).frames
+    video = pipe.outpaint(frames, mode="dynamic", region=mine, seed=0, progress=False)
+    assert torch.equal(video.info["region"], mine)
+    out = video.frames
     assert np.array_equal(out[:, :, :5], frames[:, :, :5]) and not np.array_equal(out[:, :, 5:], frames[:, :, 5:])
     with pytest.raises(VidgenError, match=r"region must be a \(T, H, W\) = \(4, 16, 16\) bool array"):
         pipe.inpaint(frames, region=mine[:2], progress=False)

@@ -23,6 +23,7 @@ _LAZY = {
     "CogVideoXTransformer": "vidgen.generators.expert_transformer:CogVideoXTransformer",
     "CogVideoXTransformerConfig": "vidgen.generators.expert_transformer:CogVideoXTransformerConfig",
     "MagvitVQ": "vidgen.tokenizers.magvit_vq:MagvitVQ",
+    "MagvitPipeline": "vidgen.pipelines.magvit:MagvitPipeline",
     "MaskedTokenTransformer": "vidgen.generators.masked_transformer:MaskedTokenTransformer",
     "NoiseSchedule": "vidgen.diffusion.schedules:NoiseSchedule",
     "load_text_encoder": "vidgen.text:load_text_encoder",

@@ -488,6 +488,8 @@ class MagvitPipeline:
         record = {"task": task, "mode": mode, "abbreviation": spec.abbreviation, "model": self.name,
                   "seed": seed, "steps": steps, "guidance_scale": guidance, **(info or {}),
                   "seconds": round(time.perf_counter() - started, 3)}
+        if condition is not None:  # the given pixels (T, H, W), True = kept: a dynamic region's draw included
+            record["region"] = condition.pixel_mask[0].cpu()
         if spec.uses_class:
             record["class_id"] = class_label
             if self.class_names:

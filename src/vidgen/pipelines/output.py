@@ -54,4 +54,6 @@ class GeneratedVideo:
 
     def __repr__(self) -> str:
         t, h, w = self.tensor.shape[1:]
-        return f"GeneratedVideo({t} frames, {h}x{w}, {self.fps:g} fps, info={self.info})"
+        info = {k: f"<tensor {tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}>" if isinstance(v, torch.Tensor) else v
+                for k, v in self.info.items()}  # e.g. a task's region: its shape, not 65536 booleans
+        return f"GeneratedVideo({t} frames, {h}x{w}, {self.fps:g} fps, info={info})"
