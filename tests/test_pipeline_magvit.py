@@ -7,6 +7,7 @@ well under a second.
 """
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -323,6 +324,14 @@ def test_catalogue_lists_a_magvit_folder_with_its_one_shape(folder):
     assert entry.fixed_shape and (entry.num_frames, entry.height, entry.width) == (T, H, W)
     assert (entry.max_frames, entry.max_size) == (T, H) and entry.class_names == CLASS_NAMES
     assert entry.components == ["tokenizer", "transformer"] and entry.parameters > 0
+
+
+def test_cli_info_states_the_one_allowed_shape(folder, capsys):
+    from vidgen.cli.main import main as vidgen_main
+
+    assert vidgen_main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^allowed +exactly {T}x{H}x{W} frames x height x width", out, re.MULTILINE)
 
 
 def test_web_app_runs_the_pipeline(folder, pipe, tmp_path):

@@ -78,6 +78,10 @@ def run_info(args: argparse.Namespace) -> int:
         allowed = (f"{entry.frame_step}k+1 frames up to {entry.max_frames}; height/width multiples "
                    f"of {entry.size_step} up to {entry.max_size}")
         rows.append(("allowed", allowed))
+    elif entry.fixed_shape:
+        rows.append(("allowed", f"exactly {entry.resolution} frames x height x width (one learned position per "
+                                f"token); task commands read that many frames from --start, outpaint/inpaint "
+                                f"--pad a shorter clip"))
     rows += [
         ("defaults", f"{entry.default_steps} steps, guidance {entry.default_guidance}"
          if entry.default_steps is not None else "-"),
