@@ -79,9 +79,9 @@ def run_info(args: argparse.Namespace) -> int:
                    f"of {entry.size_step} up to {entry.max_size}")
         rows.append(("allowed", allowed))
     elif entry.fixed_shape:
-        rows.append(("allowed", f"exactly {entry.resolution} frames x height x width (one learned position per "
-                                f"token); task commands read that many frames from --start, outpaint/inpaint "
-                                f"--pad a shorter clip"))
+        allowed = (f"exactly {entry.resolution} frames x height x width (one learned position per token); task "
+                   f"commands read that many frames from --start, outpaint/inpaint --pad a shorter clip")
+        rows.append(("allowed", allowed))
     rows += [
         ("defaults", f"{entry.default_steps} steps, guidance {entry.default_guidance}"
          if entry.default_steps is not None else "-"),
