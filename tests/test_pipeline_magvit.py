@@ -365,6 +365,19 @@ def test_web_app_runs_the_pipeline(folder, pipe, tmp_path):
     with pytest.raises(VidgenError, match="num_frames=5 is not allowed"):
         app.generate("a red circle moving left", "", key, 1, 3, 2.0, 5, H, W)
 
+    # Class to video: its own tab and handler; the class is required and checked by the pipeline.
+    assert [m.key for m in app.class_models()] == [key]
+    mp4, files, status = app.generate_class(key, "digit 3", 4, 2, 2.0)
+    assert read_video(mp4).frames.shape == (T, H, W, 3) and "Class 'digit 3'" in status
+    by_id = app.generate_class(key, CLASS_NAMES.index("digit 3"), 4, 2, 2.0)[0]  # the same class by id, same seed
+    assert np.array_equal(read_video(mp4).frames, read_video(by_id).frames)
+    with pytest.raises(VidgenError, match="choose a class in the Class menu"):
+        app.generate_class(key, None, 0, 2, 2.0)
+    with pytest.raises(VidgenError, match="unknown class 'purple'"):
+        app.generate_class(key, "purple", 0, 2, 2.0)
+    with pytest.raises(VidgenError, match="steps"):
+        app.generate_class(key, "digit 3", 0, 99, 2.0)
+
 
 def test_web_page_shows_the_class_menu_for_magvit(folder):
     demo = webapp.build_app([str(folder)], Limits(max_frames=9, max_size=64))
@@ -372,6 +385,7 @@ def test_web_page_shows_the_class_menu_for_magvit(folder):
     assert [c[1] for c in props["task-task"]["choices"]] == ["predict", "interpolate", "outpaint", "inpaint"]
     assert [c[1] for c in props["task-class"]["choices"]] == CLASS_NAMES and props["task-class"]["visible"] is False
     assert [c[1] for c in props["t2v-frames"]["choices"]] == [T] and [c[1] for c in props["t2v-height"]["choices"]] == [H]
+    assert [c[1] for c in props["class-class"]["choices"]] == CLASS_NAMES and "class-generate" in props
 
 
 @pytest.mark.slow

@@ -222,6 +222,10 @@ class WebApp:
     def task_models(self) -> list[ServedModel]:
         return [m for m in self.models.values() if m.video_tasks]
 
+    def class_models(self) -> list[ServedModel]:
+        """Class-conditional models (MAGVIT's CG task): they list their class names."""
+        return [m for m in self.models.values() if "class-to-video" in m.entry.tasks and m.entry.class_names]
+
     def model(self, key: str | None) -> ServedModel:
         if not key or key not in self.models:
             raise VidgenError(f"model {key!r} is not served here; choose one of: {', '.join(self.models) or '(none)'}")
@@ -314,6 +318,37 @@ class WebApp:
         mp4, gif = self._save(video, f"{_slug(prompt)}-seed{seed}")
         status = (f"Generated {video.num_frames} frames at {height}x{width} in {video.info.get('seconds', 0):.1f} s "
                   f"with **{model.entry.name}** (seed {seed}, {steps} steps, guidance {guidance:g}).")
+        return str(mp4), [str(mp4), str(gif)], status
+
+    # ---- class to video
+
+    def generate_class(self, model_key: str, class_label: str | int | None, seed, steps, guidance,
+                       progress: Callable[..., Any] | None = None) -> tuple[str, list[str], str]:
+        """Class-conditional generation -> (mp4 path for the player, [mp4, gif] for download, status)."""
+        model = self.model(model_key)
+        if model not in self.class_models():
+            raise VidgenError(f"model {model_key!r} does not do class-to-video (its tasks: "
+                              f"{', '.join(model.entry.tasks) or 'none'})")
+        if class_label is None or not str(class_label).strip():
+            raise VidgenError("choose a class in the Class menu")
+        e = model.entry
+        _, _, _, steps = check_limits(self.limits, e.num_frames or 16, e.height or 64, e.width or 64, steps)
+        seed = check_seed(seed)
+        guidance = float(guidance) if guidance is not None else 0.0
+        if progress is not None:
+            progress(0.0, desc=f"loading {model.key}" if model.source not in self.cache else "starting")
+        pipe = self.cache.get(model.source)
+
+        def on_step(state: dict) -> None:
+            if progress is not None and "i" in state:
+                progress((int(state["i"]) + 1, int(state.get("num_steps", steps))), desc="decoding", unit="steps")
+
+        video = pipe.generate_class(class_label, seed=seed, num_inference_steps=steps, guidance_scale=guidance,
+                                    progress=False, callback=on_step)
+        name = video.info.get("class_name", class_label)
+        mp4, gif = self._save(video, f"class-{_slug(str(name))}-seed{seed}")
+        status = (f"Class {name!r} with **{e.name}**: {video.num_frames} frames in {video.info.get('seconds', 0):.1f} s "
+                  f"(seed {seed}, {steps} steps, guidance {guidance:g}).")
         return str(mp4), [str(mp4), str(gif)], status
 
     # ---- video tasks
@@ -414,6 +449,9 @@ def build_app(models: Sequence[str] | None = None, limits: Limits | None = None,
                 _text_to_video_tab(gr, app, text_models)
             with gr.Tab("Video tasks", id="tasks"):
                 _video_tasks_tab(gr, app, task_models)
+            if app.class_models():
+                with gr.Tab("Class to video", id="class"):
+                    _class_to_video_tab(gr, app, app.class_models())
     # One job at a time on the whole server; a bounded number wait.
     demo.queue(default_concurrency_limit=1, max_size=limits.queue_size)
     demo.vidgen = app
@@ -545,6 +583,45 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
     button.click(on_run, inputs=[model, upload, task, mode, seed, steps, guidance, class_box],
                  outputs=[video, files, status],
                  concurrency_limit=1, concurrency_id=CONCURRENCY_ID, api_name="video_task")
+
+
+def _class_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
+    first = models[0]
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown([(m.label, m.key) for m in models], value=first.key, label="Model",
+                                elem_id="class-model")
+            model_info = gr.Markdown(app.describe(first.key))
+            class_box = gr.Dropdown(first.entry.class_names, value=first.entry.class_names[0], label="Class",
+                                    elem_id="class-class")
+            with gr.Row():
+                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+                steps = gr.Slider(1, app.limits.max_steps, value=min(first.entry.default_steps or 12,
+                                                                      app.limits.max_steps), step=1, label="Steps")
+                guidance = gr.Slider(0.0, 20.0, value=first.entry.default_guidance or 0.0, step=0.5,
+                                     label="Guidance")
+            button = gr.Button("Generate", variant="primary", elem_id="class-generate")
+        with gr.Column(scale=1):
+            video = gr.Video(label="Result", interactive=False, autoplay=True, loop=True, height=320,
+                             elem_id="class-video")
+            files = gr.File(label="Download (mp4, GIF)", file_count="multiple", interactive=False)
+            status = gr.Markdown("", elem_id="class-status")
+
+    def on_model(key):
+        m = app.model(key)
+        return gr.update(choices=m.entry.class_names, value=m.entry.class_names[0]), app.describe(key)
+
+    model.change(on_model, inputs=[model], outputs=[class_box, model_info], queue=False, api_visibility="private")
+
+    def on_generate(key, class_, seed_, steps_, guidance_,
+                    progress=gr.Progress()):  # noqa: B008 -- gradio's way to ask for a progress bar
+        try:
+            return app.generate_class(key, class_, seed_, steps_, guidance_, progress=progress)
+        except Exception as error:  # noqa: BLE001 -- every failure becomes a message in the page
+            raise _user_error(error) from None
+
+    button.click(on_generate, inputs=[model, class_box, seed, steps, guidance], outputs=[video, files, status],
+                 concurrency_limit=1, concurrency_id=CONCURRENCY_ID, api_name="class_to_video")
 
 
 def launch(demo, host: str = "127.0.0.1", port: int = 7860, limits: Limits | None = None,
