@@ -519,6 +519,26 @@ def _text_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
     prompt.submit(**{**event, "api_name": "generate_on_enter", "api_visibility": "private"})
 
 
+def _seed_steps_guidance(gr, app: WebApp, model: ServedModel) -> tuple[Any, Any, Any]:
+    """One row: seed, steps (the model's default, clipped to the limits) and guidance."""
+    with gr.Row():
+        seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
+        steps = gr.Slider(1, app.limits.max_steps, value=min(model.entry.default_steps or 12, app.limits.max_steps),
+                          step=1, label="Steps")
+        guidance = gr.Slider(0.0, 20.0, value=model.entry.default_guidance or 0.0, step=0.5, label="Guidance")
+    return seed, steps, guidance
+
+
+def _result_column(gr, prefix: str) -> tuple[Any, Any, Any]:
+    """The right-hand column: player, mp4/GIF downloads, status line."""
+    with gr.Column(scale=1):
+        video = gr.Video(label="Result", interactive=False, autoplay=True, loop=True, height=320,
+                         elem_id=f"{prefix}-video")
+        files = gr.File(label="Download (mp4, GIF)", file_count="multiple", interactive=False)
+        status = gr.Markdown("", elem_id=f"{prefix}-status")
+    return video, files, status
+
+
 def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
     if not models:
         gr.Markdown(no_task_model_message(app), elem_id="tasks-missing")
@@ -538,18 +558,9 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             # Shown for modes that take a class (MAGVIT's "class + first frame").
             class_box = gr.Dropdown(first.entry.class_names, value=None, label="Class", elem_id="task-class",
                                     visible=mode_needs_class(first.task_modes(first_task)[0]))
-            with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                steps = gr.Slider(1, app.limits.max_steps, value=min(first.entry.default_steps or 12,
-                                                                      app.limits.max_steps), step=1, label="Steps")
-                guidance = gr.Slider(0.0, 20.0, value=first.entry.default_guidance or 0.0, step=0.5,
-                                     label="Guidance")
+            seed, steps, guidance = _seed_steps_guidance(gr, app, first)
             button = gr.Button("Run task", variant="primary", elem_id="task-run")
-        with gr.Column(scale=1):
-            video = gr.Video(label="Result", interactive=False, autoplay=True, loop=True, height=320,
-                             elem_id="task-video")
-            files = gr.File(label="Download (mp4, GIF)", file_count="multiple", interactive=False)
-            status = gr.Markdown("")
+        video, files, status = _result_column(gr, "task")
 
     def on_model(key):
         m = app.model(key)
@@ -594,18 +605,9 @@ def _class_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             model_info = gr.Markdown(app.describe(first.key))
             class_box = gr.Dropdown(first.entry.class_names, value=first.entry.class_names[0], label="Class",
                                     elem_id="class-class")
-            with gr.Row():
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
-                steps = gr.Slider(1, app.limits.max_steps, value=min(first.entry.default_steps or 12,
-                                                                      app.limits.max_steps), step=1, label="Steps")
-                guidance = gr.Slider(0.0, 20.0, value=first.entry.default_guidance or 0.0, step=0.5,
-                                     label="Guidance")
+            seed, steps, guidance = _seed_steps_guidance(gr, app, first)
             button = gr.Button("Generate", variant="primary", elem_id="class-generate")
-        with gr.Column(scale=1):
-            video = gr.Video(label="Result", interactive=False, autoplay=True, loop=True, height=320,
-                             elem_id="class-video")
-            files = gr.File(label="Download (mp4, GIF)", file_count="multiple", interactive=False)
-            status = gr.Markdown("", elem_id="class-status")
+        video, files, status = _result_column(gr, "class")
 
     def on_model(key):
         m = app.model(key)
