@@ -221,6 +221,20 @@ def test_tiny_tokenizer_overfits_one_clip():
     assert out["psnr"].item() > video_psnr(video, video.mean(dim=(2, 3, 4), keepdim=True).expand_as(video)).item()
 
 
+def test_reconstruction_loss_choices():
+    """"l1+l2" is the sum of the "l1" and "l2" terms on the same reconstruction (eval mode: no crops)."""
+    torch.manual_seed(0)
+    model = magvit_vq_tiny().eval()
+    video = _moving_square()
+    values = {}
+    for name in ("l1", "l2", "l1+l2"):
+        objective = VQTokenizerObjective(VQObjectiveConfig(gan=None, perceptual_weight=0.0, reconstruction_loss=name))
+        with torch.no_grad():
+            values[name] = objective(model, video)["reconstruction"].item()
+    assert values["l1"] != values["l2"]
+    assert values["l1+l2"] == pytest.approx(values["l1"] + values["l2"], rel=1e-6)
+
+
 def _gan_objective(start_step=0):
     torch.manual_seed(1)
     config = VQObjectiveConfig(gan=GANConfig(start_step=start_step, lecam_weight=0.01, adaptive_weight=True),

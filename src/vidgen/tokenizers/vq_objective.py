@@ -48,7 +48,8 @@ __all__ = ["VQObjectiveConfig", "VQTokenizerObjective", "video_psnr"]
 
 @dataclass
 class VQObjectiveConfig:
-    """reconstruction_loss: "l2" (MAGVIT) or "l1" (VQGAN). quantizer_weight multiplies the quantizer's
+    """reconstruction_loss: "l2" (MAGVIT), "l1" (VQGAN) or "l1+l2" (their sum, as the CogVideoX VAE:
+    L1 drives small errors to exactly zero, e.g. on flat black backgrounds). quantizer_weight multiplies the quantizer's
     own weighted loss. perceptual_weight applies only when a feature network is given. gan: the
     adversarial settings, None = no GAN. discriminator: config of the discriminator built when none is
     passed to the objective. Nested configs may be given as dicts (e.g. from a TOML recipe).
@@ -58,7 +59,7 @@ class VQObjectiveConfig:
     16x64x64 clips make a step ~8x cheaper on CPU. Crops must respect the tokenizer's compression
     factors; evaluation (`objective.eval()`) always sees whole clips."""
 
-    reconstruction_loss: Literal["l1", "l2"] = "l2"
+    reconstruction_loss: Literal["l1", "l2", "l1+l2"] = "l2"
     reconstruction_weight: float = 1.0
     quantizer_weight: float = 1.0
     perceptual_weight: float = 0.1
@@ -68,8 +69,8 @@ class VQObjectiveConfig:
     crop_size: int = 0
 
     def __post_init__(self) -> None:
-        if self.reconstruction_loss not in ("l1", "l2"):
-            raise VidgenError(f"reconstruction_loss must be 'l1' or 'l2', got {self.reconstruction_loss!r}")
+        if self.reconstruction_loss not in ("l1", "l2", "l1+l2"):
+            raise VidgenError(f"reconstruction_loss must be 'l1', 'l2' or 'l1+l2', got {self.reconstruction_loss!r}")
         if self.crop_frames < 0 or self.crop_size < 0:
             raise VidgenError(f"crop_frames and crop_size must be >= 0 (0 = no crop), got {self.crop_frames}, "
                               f"{self.crop_size}")
@@ -147,7 +148,8 @@ class VQTokenizerObjective(nn.Module):
                               f"shape {tuple(video.shape)}")
         rec = reconstruction.float()
         target = video.float()
-        rec_loss = F.mse_loss(rec, target) if cfg.reconstruction_loss == "l2" else F.l1_loss(rec, target)
+        rec_loss = {"l2": lambda: F.mse_loss(rec, target), "l1": lambda: F.l1_loss(rec, target),
+                    "l1+l2": lambda: F.l1_loss(rec, target) + F.mse_loss(rec, target)}[cfg.reconstruction_loss]()
         loss = cfg.reconstruction_weight * rec_loss + cfg.quantizer_weight * q.loss
         nll = cfg.reconstruction_weight * rec_loss  # what VQGAN's adaptive weight balances against
         logs: dict[str, torch.Tensor] = {
