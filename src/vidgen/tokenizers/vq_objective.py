@@ -46,6 +46,9 @@ from vidgen.training.augment import random_crop
 __all__ = ["VQObjectiveConfig", "VQTokenizerObjective", "video_psnr"]
 
 
+RECONSTRUCTION_LOSSES = ("l1", "l2", "l1+l2")
+
+
 @dataclass
 class VQObjectiveConfig:
     """reconstruction_loss: "l2" (MAGVIT), "l1" (VQGAN) or "l1+l2" (their sum, as the CogVideoX VAE:
@@ -69,8 +72,9 @@ class VQObjectiveConfig:
     crop_size: int = 0
 
     def __post_init__(self) -> None:
-        if self.reconstruction_loss not in ("l1", "l2", "l1+l2"):
-            raise VidgenError(f"reconstruction_loss must be 'l1', 'l2' or 'l1+l2', got {self.reconstruction_loss!r}")
+        if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise VidgenError(f"reconstruction_loss must be one of {', '.join(map(repr, RECONSTRUCTION_LOSSES))}, "
+                              f"got {self.reconstruction_loss!r}")
         if self.crop_frames < 0 or self.crop_size < 0:
             raise VidgenError(f"crop_frames and crop_size must be >= 0 (0 = no crop), got {self.crop_frames}, "
                               f"{self.crop_size}")

@@ -56,7 +56,7 @@ __all__ = ["GANOptions", "TokenizerEvalOptions", "VQTrainOptions", "build_vq", "
 class VQTrainOptions:
     """[vq] table: the objective's weights, what the tokenizer sees, and where the 3D stage starts.
 
-    reconstruction_loss: "l2" (MAGVIT) or "l1".
+    reconstruction_loss: "l2" (MAGVIT), "l1" or "l1+l2".
     reconstruction_weight, quantizer_weight: weights of those terms (the quantizer's own commitment
         and entropy weights are model config fields: model.commitment_weight, model.entropy_weight).
     perceptual_weight: weight of the perceptual-loss hook; needs a feature network, which cannot be
@@ -81,8 +81,11 @@ class VQTrainOptions:
     inflate_mode: str = "central"
 
     def __post_init__(self) -> None:
-        if self.reconstruction_loss not in ("l1", "l2"):
-            raise VidgenError(f"vq.reconstruction_loss = {self.reconstruction_loss!r}: expected 'l1' or 'l2'")
+        from vidgen.tokenizers.vq_objective import RECONSTRUCTION_LOSSES
+
+        if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
+            raise VidgenError(f"vq.reconstruction_loss = {self.reconstruction_loss!r}: expected one of "
+                              f"{', '.join(map(repr, RECONSTRUCTION_LOSSES))}")
         if min(self.crop_frames, self.crop_size, self.frames_per_clip) < 0:
             raise VidgenError(f"vq.crop_frames, vq.crop_size and vq.frames_per_clip must be >= 0 (0 = off); got "
                               f"{self.crop_frames}, {self.crop_size}, {self.frames_per_clip}")
