@@ -783,3 +783,23 @@ def test_init_from_fine_tunes_from_a_model_or_pipeline_folder(tmp_path, tiny_vae
         initialise_from(model, str(tmp_path))
     with pytest.raises(VidgenError, match="neither a local folder nor a bundled model"):
         initialise_from(model, str(tmp_path / "missing"))
+
+
+def test_vae_decoder_only_fine_tune_keeps_the_encoder(tmp_path, vae_smoke_run):
+    from vidgen.modeling import load_safetensors
+
+    start = load_safetensors(vae_smoke_run / "final" / "model.safetensors")
+    run = tmp_path / "decoder"
+    assert cli("train", "cogvideox-shapes-vae-smoke", "--output", str(run), "--steps", "2", "--no-progress",
+               "--set", "vae.train_decoder_only=true", "--set", f'train.init_from="{vae_smoke_run / "final"}"') == 0
+    after = load_safetensors(run / "checkpoints" / "step_00000002" / "model.safetensors")
+    encoder = [k for k in start if k.startswith("encoder.")]
+    decoder = [k for k in start if k.startswith("decoder.")]
+    assert encoder and decoder
+    assert all(torch.equal(after[k], start[k]) for k in encoder)          # frozen: bit-identical latents
+    assert any(not torch.equal(after[k], start[k]) for k in decoder)      # the decoder learned
+    # Freezing a random encoder would make no sense: it asks for init_from.
+    recipe = load_recipe("cogvideox-shapes-vae-smoke", overrides=["vae.train_decoder_only=true",
+                                                                   f'output.dir="{tmp_path / "bad"}"'])
+    with pytest.raises(VidgenError, match="train_decoder_only = true freezes the encoder"):
+        recipes_module.run_recipe(recipe, progress=False)

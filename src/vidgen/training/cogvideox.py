@@ -74,11 +74,15 @@ class VAETrainOptions:
                  works on full frames at a fraction of the cost (as CogVideoX trains at low res).
     crop_frames: random window of 4k + 1 frames, 0 = the whole clip.
     sample_posterior: decode z ~ q(z | x) (True, the VAE objective) or the mean.
+    train_decoder_only: freeze the encoder (with `train.init_from` a trained VAE): its latents stay
+                 bit-identical, so a transformer trained on them keeps working, and only the decoder
+                 learns (a decoder fine-tune, as Video LDM fine-tunes its decoder).
     """
 
     crop_size: int = 0
     crop_frames: int = 0
     sample_posterior: bool = True
+    train_decoder_only: bool = False
 
     def __post_init__(self) -> None:
         if self.crop_size < 0 or self.crop_frames < 0:
@@ -131,6 +135,11 @@ def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
         raise VidgenError(f"vae.crop_frames = {options.crop_frames} must be {t}k + 1 (or 0)")
     loss_fn = _make_vae_loss(recipe.sections["loss"])
     dataset = SelectKeys(recipe.data.build(split="train"), ("video",))
+    if options.train_decoder_only:
+        if not recipe.train.init_from and not context.resume:
+            raise VidgenError("vae.train_decoder_only = true freezes the encoder: start from a trained VAE with "
+                              "train.init_from = <its folder> (a random encoder would stay random)")
+        model.encoder.requires_grad_(False)
 
     def objective(model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
         video = random_crop(batch["video"], options.crop_size, options.crop_frames, generator,
