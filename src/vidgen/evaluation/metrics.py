@@ -80,7 +80,7 @@ def _gaussian_kernel(size: int, sigma: float, device) -> torch.Tensor:
 def ssim(a, b, reduction: str = "mean", window_size: int = 11, sigma: float = 1.5):
     """Structural similarity, per frame (mean over channels and window positions), then averaged."""
     a, b, data_range = _prepare(a, b)
-    batch, channels, _frames, height, width = a.shape
+    batch, _channels, _frames, height, width = a.shape
     if min(height, width) < window_size:
         raise VidgenError(
             f"SSIM needs frames of at least {window_size}x{window_size} pixels; got {height}x{width}"
