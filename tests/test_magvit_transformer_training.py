@@ -266,3 +266,9 @@ def test_recipe_errors_name_the_allowed_values(tmp_path):
 
     with pytest.raises(VidgenError, match="condition.tokenizer = .* is not a MagvitVQ folder"):
         _resolve_tokenizer(str(tmp_path / "missing"))
+    # A pipeline folder (here the bundled one) gives its MagvitVQ sub-folder; one without a MagvitVQ is refused.
+    from vidgen.modeling import BUNDLED_DIR
+
+    assert _resolve_tokenizer("magvit-shapes") == BUNDLED_DIR / "magvit-shapes" / "tokenizer"
+    with pytest.raises(VidgenError, match="no sub-folder\\(s\\) holding a MagvitVQ"):
+        _resolve_tokenizer("cogvideox-shapes")

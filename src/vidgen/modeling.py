@@ -225,6 +225,23 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         f"bundled models: {', '.join(names) if names else '(none)'}")
 
 
+def resolve_component(name_or_path: str | os.PathLike, class_name: str) -> Path:
+    """The folder of a `class_name` model's weights: `name_or_path` itself (a local folder or bundled name)
+    when it holds model.safetensors, else, for a pipeline folder, its one sub-folder whose config.json
+    names that class (e.g. a MAGVIT pipeline's tokenizer/ for "MagvitVQ"); CheckpointError otherwise.
+    The class of a folder given directly is left to the loader (`from_pretrained` checks it)."""
+    folder = resolve_model_path(name_or_path)
+    if not (folder / WEIGHTS_NAME).is_file():
+        matches = [sub for sub in sorted(folder.iterdir()) if (sub / CONFIG_NAME).is_file()
+                   and read_json(sub / CONFIG_NAME).get("_class_name") == class_name]
+        if len(matches) != 1:
+            raise CheckpointError(
+                f"{folder} has no {WEIGHTS_NAME} and {'no' if not matches else len(matches)} sub-folder(s) "
+                f"holding a {class_name}; give the folder of the model itself (config.json + {WEIGHTS_NAME})")
+        folder = matches[0]
+    return folder
+
+
 # ----------------------------------------------------------------------------- the base class
 
 

@@ -152,8 +152,8 @@ class VQTokenizerObjective(nn.Module):
                               f"shape {tuple(video.shape)}")
         rec = reconstruction.float()
         target = video.float()
-        rec_loss = {"l2": lambda: F.mse_loss(rec, target), "l1": lambda: F.l1_loss(rec, target),
-                    "l1+l2": lambda: F.l1_loss(rec, target) + F.mse_loss(rec, target)}[cfg.reconstruction_loss]()
+        terms = {"l1": F.l1_loss, "l2": F.mse_loss}
+        rec_loss = sum(terms[name](rec, target) for name in cfg.reconstruction_loss.split("+"))
         loss = cfg.reconstruction_weight * rec_loss + cfg.quantizer_weight * q.loss
         nll = cfg.reconstruction_weight * rec_loss  # what VQGAN's adaptive weight balances against
         logs: dict[str, torch.Tensor] = {

@@ -225,21 +225,15 @@ def initialise_from(model: torch.nn.Module, name_or_path: str) -> Path:
     whose config.json names the model's class. Stored bf16 weights are cast to the model's dtype.
     Returns the weights file used.
     """
-    from vidgen.modeling import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, resolve_model_path
+    from vidgen.modeling import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, resolve_component
 
-    folder = resolve_model_path(name_or_path)
     class_name = type(model).__name__
-    if not (folder / WEIGHTS_NAME).is_file():
-        matches = [sub for sub in sorted(folder.iterdir()) if (sub / CONFIG_NAME).is_file()
-                   and read_json(sub / CONFIG_NAME).get("_class_name") == class_name]
-        if len(matches) != 1:
-            raise CheckpointError(
-                f"train.init_from = {name_or_path!r}: {folder} has no {WEIGHTS_NAME} and "
-                f"{'no' if not matches else len(matches)} sub-folder(s) holding a {class_name}; give the "
-                f"folder of the model itself (config.json + {WEIGHTS_NAME})")
-        folder = matches[0]
+    try:
+        folder = resolve_component(name_or_path, class_name)
+    except CheckpointError as error:
+        raise CheckpointError(f"train.init_from = {name_or_path!r}: {error}") from None
     saved_class = read_json(folder / CONFIG_NAME).get("_class_name") if (folder / CONFIG_NAME).is_file() else None
-    if saved_class is not None and saved_class != class_name:
+    if saved_class is not None and saved_class != class_name:  # the weights are loaded directly, not by from_pretrained
         raise CheckpointError(f"train.init_from = {name_or_path!r} holds a {saved_class}; this recipe trains a "
                               f"{class_name}")
     path = folder / WEIGHTS_NAME

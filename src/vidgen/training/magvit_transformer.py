@@ -232,20 +232,16 @@ def export_pipeline(folder: Path, tokenizer_folder: Path, transformer: nn.Module
 
 
 def _resolve_tokenizer(name: str) -> Path:
-    from vidgen.modeling import resolve_model_path
+    """A MagvitVQ folder, or the tokenizer/ of a MAGVIT pipeline folder (e.g. a bundled model)."""
+    from vidgen.modeling import resolve_component
 
     try:
-        folder = resolve_model_path(name)
-    except VidgenError:
-        folder = None
-    if folder is not None and not (folder / "model.safetensors").is_file() and (folder / "tokenizer").is_dir():
-        folder = folder / "tokenizer"  # a pipeline folder (e.g. a bundled model): its tokenizer
-    if folder is None or not (folder / "model.safetensors").is_file():
+        return resolve_component(name, "MagvitVQ")
+    except VidgenError as error:
         raise VidgenError(f"condition.tokenizer = {name!r} is not a MagvitVQ folder (config.json + "
-                          f"model.safetensors) nor a pipeline with a tokenizer/: train one first (`vidgen train "
-                          f"magvit-shapes-vq2d && vidgen train magvit-shapes-vq`, which writes "
-                          f"runs/magvit-shapes-vq/final) or pass --set condition.tokenizer=FOLDER")
-    return folder
+                          f"model.safetensors) nor a pipeline with a tokenizer/ ({error}): train one first "
+                          f"(`vidgen train magvit-shapes-vq2d && vidgen train magvit-shapes-vq`, which writes "
+                          f"runs/magvit-shapes-vq/final) or pass --set condition.tokenizer=FOLDER") from None
 
 
 def snapshot_tokenizer(source: Path, context: BuildContext) -> Path:
