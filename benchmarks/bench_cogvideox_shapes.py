@@ -8,6 +8,15 @@ Measures, and prints as markdown:
 2. Generation time of the default 17x64x64 video at the model's default step count (median of
    `--repeats` runs after one warm-up), whole pipeline: text encoding, sampling, VAE decode.
 3. Attribute accuracy (`vidgen eval` protocol) on the held-out, paraphrase and two-object prompt sets.
+4. With --robustness: how the VAE's decoder tolerates imprecise latents, the way a diffusion model's are:
+   single-object held-out clips are encoded, Gaussian noise of std sigma (in the transformer's units,
+   latents x scaling factor) is added, and the Shapes evaluator judges the shape of every decoded clip
+   (per-shape accuracy and mean fill ratio; sigma 0 = plain reconstruction). `--robustness-vae FOLDER ...`
+   measures other VAE folders too (e.g. the stages of the VAE recipes), each with the scaling factor of
+   its own latents on these clips.
+
+    .venv/bin/python benchmarks/bench_cogvideox_shapes.py --skip-eval --robustness \
+        --robustness-vae runs/cogvideox-shapes-vae/final runs/cogvideox-shapes-vae-robust/final
 """
 
 from __future__ import annotations
@@ -36,6 +45,35 @@ def vae_reconstruction(pipe, clips: int) -> dict:
     return {"clips": clips, "psnr": statistics.mean(psnrs), "ssim": statistics.mean(ssims)}
 
 
+def vae_shape_robustness(vae, clips: int, sigmas=(0.0, 0.1, 0.2, 0.3), scaling_factor: float | None = None) -> dict:
+    """Shape accuracy and mean fill ratio of decode(z + sigma / scaling_factor * n), per shape (item 4)."""
+    from vidgen.data.shapes import SHAPES, ShapesDataset
+    from vidgen.evaluation.shapes_eval import detect_objects
+    from vidgen.io import tensor_to_frames
+
+    dataset = ShapesDataset(split="heldout", num_items=clips, size=64, num_frames=17, max_objects=1, seed=0)
+    items = [dataset[i] for i in range(clips)]
+    device = next(vae.parameters()).device
+    with torch.inference_mode():
+        latents = torch.cat([vae.encode(item["video"][None].to(device)) for item in items])
+        scaling_factor = scaling_factor or 1.0 / latents.std().item()
+        generator = torch.Generator().manual_seed(0)
+        results = {"clips": clips, "scaling_factor": scaling_factor, "sigmas": {}}
+        for sigma in sigmas:
+            noise = torch.randn(latents.shape, generator=generator).to(device)
+            per_shape: dict[str, list[tuple[bool, float]]] = {shape: [] for shape in SHAPES}
+            for item, z in zip(items, latents + sigma / scaling_factor * noise):
+                video = vae.decode(z[None]).float().clamp(-1, 1)[0].cpu()
+                found = detect_objects(tensor_to_frames(video))
+                shape = item["labels"]["objects"][0]["shape"]
+                per_shape[shape].append((bool(found) and found[0].shape == shape,
+                                         found[0].fill_ratio if found else float("nan")))
+            results["sigmas"][str(sigma)] = {
+                shape: {"n": len(rows), "accuracy": statistics.mean(r[0] for r in rows),
+                        "fill": statistics.mean(r[1] for r in rows)} for shape, rows in per_shape.items() if rows}
+    return results
+
+
 def generation_time(pipe, repeats: int) -> dict:
     prompt = "a red circle moving left"
     pipe(prompt, seed=0, progress=False)  # warm-up
@@ -57,6 +95,9 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--bf16", choices=["auto", "on", "off"], default="auto")
+    parser.add_argument("--robustness", action="store_true", help="item 4: shape of decode(z + sigma n)")
+    parser.add_argument("--robustness-vae", nargs="*", default=[], help="more VAE folders for item 4")
+    parser.add_argument("--robustness-clips", type=int, default=48)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.threads:
@@ -71,6 +112,16 @@ def main() -> None:
                f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"}
     results["vae"] = vae_reconstruction(pipe, args.clips)
     results["generation"] = generation_time(pipe, args.repeats)
+    if args.robustness or args.robustness_vae:
+        from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
+
+        results["robustness"] = {}
+        if args.robustness:
+            results["robustness"][args.model] = vae_shape_robustness(pipe.vae, args.robustness_clips,
+                                                                      scaling_factor=pipe.latent_scaling_factor)
+        for folder in args.robustness_vae:
+            vae = CogVideoXVAE.from_pretrained(folder).to(pipe.device).eval()
+            results["robustness"][folder] = vae_shape_robustness(vae, args.robustness_clips)
     if not args.skip_eval:
         reports = evaluate_pipeline(pipe, seeds=args.eval_seeds)
         results["eval"] = {name: {k: r[k] for k in ("colour", "shape", "direction", "all", "n")}
@@ -83,6 +134,14 @@ def main() -> None:
     print(f"| VAE reconstruction SSIM | {v['ssim']:.4f} |")
     print(f"| generation time 17x64x64, {g['steps']} steps, CFG {g['guidance']} (median of {g['repeats']}) "
           f"| {g['median_s']:.2f} s (min {g['min_s']:.2f}, max {g['max_s']:.2f}; bf16 {g['bf16']}) |")
+    for name, r in results.get("robustness", {}).items():
+        print(f"\nVAE {name}: shape of decode(z + sigma n), {r['clips']} single-object held-out clips, "
+              f"scaling factor {r['scaling_factor']:.4f}\n")
+        shapes = list(next(iter(r["sigmas"].values())))
+        print("| sigma | " + " | ".join(f"{s} accuracy (fill)" for s in shapes) + " |")
+        print("| --- |" + " --- |" * len(shapes))
+        for sigma, row in r["sigmas"].items():
+            print(f"| {sigma} | " + " | ".join(f"{row[s]['accuracy']:.0%} ({row[s]['fill']:.3f})" for s in shapes) + " |")
     if "eval" in results:
         print("\n| prompt set | videos | colour | shape | direction | all three |\n| --- | --- | --- | --- | --- | --- |")
         for name, r in results["eval"].items():

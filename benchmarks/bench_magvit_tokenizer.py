@@ -10,6 +10,11 @@ Metrics: PSNR (dB) and SSIM, per frame then averaged (`vidgen.evaluation.metrics
 fraction of the codebook that occurs among all N * 256 tokens of a source; perplexity = exp of the
 entropy of their code histogram (the effective number of codes used).
 
+Then the tokenizer's ceiling on the MAGVIT task benchmark (`bench_magvit_tasks.py`): the same held-out
+task clips (10 Shapes + 6 Digits by default), tokenized and decoded, scored on each pixel task's generated
+region next to the task's baseline. A transformer that predicts every token right scores exactly this, so a
+task whose ceiling is below its baseline cannot beat the baseline with this tokenizer.
+
     python benchmarks/bench_magvit_tokenizer.py                                   # runs/magvit-shapes-vq/final
     python benchmarks/bench_magvit_tokenizer.py --model magvit-shapes --clips 64 --json out.json
 """
@@ -51,6 +56,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="data seed")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: leave the other core alone)")
+    parser.add_argument("--task-clips", type=int, nargs=2, default=[10, 6], metavar=("SHAPES", "DIGITS"),
+                        help="clips of the task-region ceiling (default 10 6, as bench_magvit_tasks; 0 0 = skip)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -79,6 +86,24 @@ def main() -> None:
     for source, m in results["sources"].items():
         print(f"| {source} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['codebook_usage']:.3f} ({m['codes_used']} codes) "
               f"| {m['perplexity']:.1f} | {m['seconds_per_clip']:.3f} |")
+    if sum(args.task_clips):
+        from vidgen.evaluation import magvit_tasks as mt
+
+        clips = mt.heldout_clips(*args.task_clips, num_frames=16, size=64, seed=args.seed)
+
+        @torch.no_grad()
+        def reconstruct(video: torch.Tensor) -> torch.Tensor:
+            return model.decode_indices(model.encode(video[None]))[0].clamp(-1, 1)
+
+        ceiling = mt.tokenizer_ceiling(reconstruct, clips)
+        results["task_ceiling"] = {"clips": list(args.task_clips), "tasks": ceiling}
+        print(f"\nceiling on the MAGVIT tasks ({args.task_clips[0]} Shapes + {args.task_clips[1]} Digits clips, "
+              "generated region only)\n")
+        print("| task | PSNR tokenizer | PSNR baseline | SSIM tokenizer | SSIM baseline |")
+        print("| --- | --- | --- | --- | --- |")
+        for task, r in ceiling.items():
+            print(f"| {task} | {r['tokenizer']['psnr']:.2f} | {r['baseline']['psnr']:.2f} | "
+                  f"{r['tokenizer']['ssim']:.4f} | {r['baseline']['ssim']:.4f} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2)

@@ -336,3 +336,29 @@ def test_every_pixel_task_runs_on_a_tiny_magvit_pipeline():
         assert 0 < report["model"]["psnr"] < 60 and -1 <= report["model"]["ssim"] <= 1
     again = mt.evaluate_pixel_task(pipe, "IPD", clips)
     assert again["model"] == reports["IPD"]["model"]  # seeded: the same numbers
+
+    # The tokenizer's ceiling: the clip tokenized and decoded, scored on the same generated region.
+    recon = pipe.reconstruct(clips[0].video)
+    assert torch.equal(recon.info["tokens"], pipe.tokenizer.encode(clips[0].video[None])[0])
+    row = reports["OPC"]["rows"][0]
+    generated = ~mt.task_region("OPC", (4, 16, 16))
+    assert row["tokenizer"]["psnr"] == pytest.approx(mt.region_psnr(recon.tensor, clips[0].video, generated))
+    assert row["tokenizer"]["ssim"] == pytest.approx(mt.region_ssim(recon.tensor, clips[0].video, generated))
+    assert "tokenizer ceiling" in mt.format_task_line(reports["OPC"])
+    assert "tokenizer" not in mt.evaluate_tasks(FakePipeline(), clips, ["OPC"], log=None)["OPC"]
+    with pytest.raises(VidgenError, match="reconstruct takes a full clip of 4 frames, got 3"):
+        pipe.reconstruct(clips[0].video[:, :3])
+
+
+def test_tokenizer_ceiling_scores_reconstructions_like_the_task_evaluation():
+    clips = [shapes_clip(seed=1), noise_clip(seed=2)]
+    perfect = mt.tokenizer_ceiling(lambda video: video, clips, ["OPC", "IPD"])
+    grey = mt.tokenizer_ceiling(lambda video: torch.zeros_like(video), clips, ["OPC", "IPD"])
+    oracle = mt.evaluate_tasks(FakePipeline("oracle"), clips, ["OPC", "IPD"], log=None)
+    for task in ("OPC", "IPD"):
+        assert perfect[task]["n"] == 2 and perfect[task]["tokenizer"]["psnr"] == 100.0
+        assert perfect[task]["tokenizer"]["ssim"] == pytest.approx(1.0)
+        assert perfect[task]["baseline"] == pytest.approx(oracle[task]["baseline"])  # the same regions and clips
+        assert grey[task]["tokenizer"]["psnr"] < perfect[task]["baseline"]["psnr"]
+    with pytest.raises(VidgenError, match="at least one clip"):
+        mt.tokenizer_ceiling(lambda video: video, [])

@@ -803,3 +803,31 @@ def test_vae_decoder_only_fine_tune_keeps_the_encoder(tmp_path, vae_smoke_run):
                                                                    f'output.dir="{tmp_path / "bad"}"'])
     with pytest.raises(VidgenError, match="train_decoder_only = true freezes the encoder"):
         recipes_module.run_recipe(recipe, progress=False)
+
+
+def test_vae_gan_decoder_fine_tune_resumes_exactly(tmp_path, vae_smoke_run):
+    """The VAE kind's [gan] table (CogVideoX trains its VAE with a 3D discriminator): the discriminator
+    sees the 4k frames after the first, runs from gan.start_step, and its state resumes bit for bit."""
+    from safetensors.torch import load_file
+
+    from vidgen.modeling import load_safetensors
+
+    args = ["--no-progress", "--set", "gan.enabled=true", "--set", 'gan.discriminator="tiny"', "--set",
+            "gan.adaptive_weight=true", "--set", "gan.start_step=1", "--set", "vae.decoder_noise=0.5",
+            "--set", "vae.train_decoder_only=true", "--set", f'train.init_from="{vae_smoke_run / "final"}"']
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert cli("train", "cogvideox-shapes-vae-smoke", "--output", str(straight), *args) == 0
+    log = (straight / "log.jsonl").read_text()
+    assert '"disc_loss"' in log and '"gan_weight"' in log
+    assert cli("train", "cogvideox-shapes-vae-smoke", "--output", str(split), "--steps", "2", *args) == 0
+    assert cli("train", "cogvideox-shapes-vae-smoke", "--output", str(split), "--resume", *args) == 0
+    def last(run):
+        return max((run / "checkpoints").glob("step_*"))
+
+    a, b = load_safetensors(last(straight) / "model.safetensors"), load_safetensors(last(split) / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    da, db = load_file(str(last(straight) / "objective.safetensors")), load_file(str(last(split) / "objective.safetensors"))
+    assert any(k.startswith("adversarial.discriminator.") for k in da)
+    assert da.keys() == db.keys() and all(torch.equal(da[k], db[k]) for k in da)
+    start = load_safetensors(vae_smoke_run / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], start[k]) for k in start if k.startswith("encoder."))  # decoder-only

@@ -200,7 +200,9 @@ def region_psnr(output: torch.Tensor, target: torch.Tensor, generated: torch.Ten
     generated: (T, H, W) bool, True = generated (scored)."""
     generated = _check_pair(output, target, generated)
     # The generated pixels as one (C, 1, 1, N) "frame": metrics.psnr then averages over exactly them.
-    pick = lambda x: x[:, generated][:, None, None, :]  # noqa: E731
+    def pick(x: torch.Tensor) -> torch.Tensor:
+        return x[:, generated][:, None, None, :]
+
     return psnr(pick(output.float()), pick(target.float()))
 
 
@@ -342,7 +344,9 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
 
     Returns {"task", "baseline_name", "n", "model": {"psnr", "ssim"}, "baseline": {...},
     "beats_baseline": {"psnr", "ssim"} (bools), "seconds_per_clip", "rows" (per clip)} and for FP/CFP
-    "trajectory": {"model", "baseline" (mean pixels), "n", "model_lost", "baseline_lost"}.
+    "trajectory": {"model", "baseline" (mean pixels), "n", "model_lost", "baseline_lost"}; with a pipeline that
+    has `reconstruct` (MAGVIT) also "tokenizer": {"psnr", "ssim"}, the clip tokenized and decoded, i.e. the
+    score of a transformer that predicts every token right (no model on this tokenizer can do better).
     The clip's generation seed is `seed + clip position`.
     """
     task = get_task(task)
@@ -364,7 +368,10 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
         base = baseline_fill(task, target, used)
         row = {"clip": position, "source": clip.source, "index": clip.index, "seed": seed + position,
                "given_fraction": float(used.float().mean())}
-        for name, video in (("model", output), ("baseline", base)):
+        scored = [("model", output), ("baseline", base)]
+        if hasattr(pipe, "reconstruct"):  # the tokenizer's ceiling: every token predicted right
+            scored.append(("tokenizer", pipe.reconstruct(target).tensor.cpu().float()))
+        for name, video in scored:
             row[name] = {"psnr": region_psnr(video, target, generated), "ssim": region_ssim(video, target, generated)}
         if task.abbreviation in ("FP", "CFP") and clip.objects:
             from vidgen.io import tensor_to_frames
@@ -379,8 +386,9 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
             progress(task.abbreviation, position + 1, len(clips))
     report = {"task": task.abbreviation, "name": task.name, "baseline_name": BASELINES[task.abbreviation],
               "n": len(rows), "seconds_per_clip": float(np.mean(seconds))}
-    for name in ("model", "baseline"):
-        report[name] = {key: float(np.mean([r[name][key] for r in rows])) for key in ("psnr", "ssim")}
+    for name in ("model", "baseline", "tokenizer"):
+        if all(name in r for r in rows):
+            report[name] = {key: float(np.mean([r[name][key] for r in rows])) for key in ("psnr", "ssim")}
     report["beats_baseline"] = {key: report["model"][key] > report["baseline"][key] for key in ("psnr", "ssim")}
     traj = [r["trajectory"] for r in rows if "trajectory" in r and not math.isnan(r["trajectory"]["baseline"])]
     if traj:
@@ -395,6 +403,31 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
         report["beats_baseline"]["trajectory"] = not lost and model_err < base_err
     report["rows"] = rows
     return report
+
+
+def tokenizer_ceiling(reconstruct: Callable[[torch.Tensor], torch.Tensor], clips: Sequence[EvalClip],
+                      tasks: Sequence[str] = DEFAULT_TASKS, region_seed: int = 0) -> dict:
+    """What any transformer on this tokenizer could score at best: every clip tokenized and decoded
+    (`reconstruct((3, T, H, W)) -> (3, T, H, W)`, i.e. all tokens predicted right), scored on each task's
+    generated region exactly as `evaluate_pixel_task` scores the model, next to the task's baseline.
+    Dynamic regions follow `task_region(task, grid, clip position, region_seed)`.
+    Returns {task: {"n", "tokenizer": {"psnr", "ssim"}, "baseline": {"psnr", "ssim"}}}."""
+    if not clips:
+        raise VidgenError("the evaluation needs at least one clip")
+    reconstructions = [reconstruct(clip.video).float().cpu() for clip in clips]
+    reports = {}
+    for name in tasks:
+        task = get_task(name)
+        rows = {"tokenizer": [], "baseline": []}
+        for position, (clip, reconstruction) in enumerate(zip(clips, reconstructions)):
+            target = clip.video
+            given = task_region(task, tuple(target.shape[1:]), position, region_seed)
+            for key, video in (("tokenizer", reconstruction), ("baseline", baseline_fill(task, target, given))):
+                rows[key].append((region_psnr(video, target, ~given), region_ssim(video, target, ~given)))
+        reports[task.abbreviation] = {"n": len(clips), **{
+            key: {"psnr": float(np.mean([r[0] for r in values])), "ssim": float(np.mean([r[1] for r in values]))}
+            for key, values in rows.items()}}
+    return reports
 
 
 def evaluate_class_generation(pipe, class_ids: Sequence[int] | None = None, seeds: Sequence[int] = (0,),
@@ -478,6 +511,9 @@ def format_task_line(report: dict) -> str:
     m, b = report["model"], report["baseline"]
     line = (f"{report['task']}: PSNR {m['psnr']:.2f} vs baseline {b['psnr']:.2f} dB, SSIM {m['ssim']:.4f} vs "
             f"{b['ssim']:.4f} ({report['n']} clips, {report['seconds_per_clip']:.2f} s each)")
+    if "tokenizer" in report:
+        k = report["tokenizer"]
+        line += f"; tokenizer ceiling PSNR {k['psnr']:.2f} dB, SSIM {k['ssim']:.4f}"
     if "trajectory" in report:
         t = report["trajectory"]
         line += (f"; trajectory error {t['model']:.2f} vs {t['baseline']:.2f} px ({t['n']} Shapes clips, "
@@ -487,13 +523,13 @@ def format_task_line(report: dict) -> str:
 
 def markdown_table(reports: dict) -> str:
     """The pixel-task results as a markdown table (model vs baseline, region PSNR/SSIM, FP trajectory)."""
-    lines = ["| task | baseline | clips | PSNR model | PSNR baseline | SSIM model | SSIM baseline | "
-             "trajectory error model / baseline (px) | beats baseline |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [("| task | baseline | clips | PSNR model | PSNR baseline | SSIM model | SSIM baseline | "
+              "trajectory error model / baseline (px) | beats baseline | tokenizer ceiling PSNR / SSIM |"),
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for abbreviation, r in reports.items():
         if "error" in r:
             lines.append(f"| {abbreviation} | {BASELINES.get(abbreviation, '')} | - | - | - | - | - | - | "
-                         f"not scored: {r['error']} |")
+                         f"not scored: {r['error']} | - |")
             continue
         m, b = r["model"], r["baseline"]
         traj = "-"
@@ -503,8 +539,9 @@ def markdown_table(reports: dict) -> str:
         wins = [k for k, v in r["beats_baseline"].items() if v]
         losses = [k for k, v in r["beats_baseline"].items() if not v]
         verdict = "yes" if not losses else ("no" if not wins else f"{', '.join(wins)} only")
+        ceiling = f"{r['tokenizer']['psnr']:.2f} / {r['tokenizer']['ssim']:.4f}" if "tokenizer" in r else "-"
         lines.append(f"| {abbreviation} | {r['baseline_name']} | {r['n']} | {m['psnr']:.2f} | {b['psnr']:.2f} | "
-                     f"{m['ssim']:.4f} | {b['ssim']:.4f} | {traj} | {verdict} |")
+                     f"{m['ssim']:.4f} | {b['ssim']:.4f} | {traj} | {verdict} | {ceiling} |")
     return "\n".join(lines)
 
 
@@ -528,5 +565,5 @@ __all__ = [
     "BASELINES", "DEFAULT_TASKS", "EvalClip", "TASK_CALLS", "attribute_table", "baseline_fill",
     "evaluate_class_generation", "evaluate_pixel_task", "evaluate_tasks", "evaluate_text_sets", "heldout_clips",
     "markdown_table", "region_psnr", "region_ssim", "run_pipeline_task", "seed_convention_region", "task_region",
-    "trajectory_error",
+    "tokenizer_ceiling", "trajectory_error",
 ]

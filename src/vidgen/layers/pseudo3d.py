@@ -30,7 +30,7 @@ class Pseudo3DConv(nn.Module):
 
     def forward(self, x: torch.Tensor, temporal: bool = True) -> torch.Tensor:
         """`temporal=False` skips the temporal conv (image batches: T frames are independent images)."""
-        b, _, t, _, _ = x.shape
+        b = x.shape[0]
         x = self.spatial(rearrange(x, "b c t h w -> (b t) c h w"))
         x = rearrange(x, "(b t) c h w -> b c t h w", b=b)
         if not temporal:
@@ -59,7 +59,7 @@ class Pseudo3DAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, temporal: bool = True,
                 rope_t: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        b, c, t, h, w = x.shape
+        b, h = x.shape[0], x.shape[3]
         tokens = rearrange(x, "b c t h w -> (b t) (h w) c")
         tokens = tokens + self.spatial(self.norm_spatial(tokens))
         if temporal:

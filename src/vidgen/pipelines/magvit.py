@@ -538,6 +538,19 @@ class MagvitPipeline:
                               steps=num_inference_steps, guidance=guidance_scale, progress=progress,
                               callback=callback, info={"prompt": prompt})
 
+    @torch.no_grad()
+    def reconstruct(self, video: Any, start: float = 0.0) -> GeneratedVideo:
+        """Tokenize a full clip and decode its tokens: what the transformer would produce if it predicted
+        every token right (the tokenizer's ceiling on every task). video as in `load_video`, exactly
+        `num_frames` frames. info["tokens"] holds the (T', H', W') code indices."""
+        frames = self.load_video(video, start)
+        if frames.shape[1] != self.num_frames:
+            raise VidgenError(f"reconstruct takes a full clip of {self.num_frames} frames, got {frames.shape[1]}")
+        tokens = self.tokenizer.encode(frames[None].to(self.device))
+        out = self.tokenizer.decode_indices(tokens).float().clamp(-1, 1)[0].cpu()
+        return GeneratedVideo(out, fps=self.fps, info={"task": "reconstruct", "model": self.name,
+                                                       "tokens": tokens[0].cpu()})
+
     def generate_class(self, class_label: int | str, seed: int = 0, num_inference_steps: int | None = None,
                        guidance_scale: float | None = None, progress: bool = True,
                        callback: Callback | None = None) -> GeneratedVideo:

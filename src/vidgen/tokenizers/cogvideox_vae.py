@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidgen.diffusion.rng import rand, randn
 from vidgen.errors import CheckpointError, VidgenError
 from vidgen.layers.causal_conv import CausalConv3d, CausalStream, conv3d, empty_like_layout
 from vidgen.layers.norms import GroupNorm3d, NormScope, SpatialNorm3d
@@ -478,13 +479,29 @@ class CogVideoXVAE(PretrainedModel):
 
     # ---- training
 
-    def forward(self, video: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, DiagonalGaussian]:
-        """One pass (no chunking), for training: video (B, 3, T, H, W) -> (reconstruction, posterior)."""
+    def forward(self, video: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None,
+                decoder_noise: float = 0.0) -> tuple[torch.Tensor, DiagonalGaussian]:
+        """One pass (no chunking), for training: video (B, 3, T, H, W) -> (reconstruction, posterior).
+
+        decoder_noise: noise-augmented decoding. Each clip's latents get Gaussian noise of std
+            u * decoder_noise * std(z), u ~ U(0, 1) per clip, before the decoder. A diffusion model's
+            latents are never exact; with a near-deterministic posterior the decoder otherwise reads
+            detail (a square's corners) from differences far smaller than that error.
+        """
         self._check_video(video)
+        if not 0.0 <= decoder_noise <= 10.0:
+            raise VidgenError(f"decoder_noise={decoder_noise!r} must be in [0, 10] (a multiple of the latents' std)")
         posterior = DiagonalGaussian(self.encoder(video))
         z = posterior.sample(generator) if sample else posterior.mode()
+        if decoder_noise > 0:
+            level = rand((z.shape[0], 1, 1, 1, 1), generator, z.device, z.dtype) * decoder_noise
+            level = level * z.detach().std(dim=(1, 2, 3, 4), keepdim=True)  # relative: scale-invariant
+            z = z + level * randn(z.shape, generator, z.device, z.dtype)
         return self.decoder(z), posterior
+
+    def last_layer_weight(self) -> torch.Tensor:
+        """The decoder's output conv weight (VQGAN's adaptive GAN weight balances gradients there)."""
+        return self.decoder.conv_out.weight
 
     # ---- inference
 

@@ -377,3 +377,66 @@ class AdversarialLoss(nn.Module):
         current = self.optimizer.state_dict()
         current["state"] = state
         self.optimizer.load_state_dict(current)
+
+
+class AdversarialObjective(nn.Module):
+    """Base of the tokenizer objectives (VQ and KL video autoencoders): an optional `AdversarialLoss`, a
+    step counter for `GANConfig.start_step`, and their exact-resume state.
+
+    Subclasses call `adversarial_terms(model, video, reconstruction, nll)` once per training call and add
+    the returned generator term to their loss: it updates the discriminator first (see `AdversarialLoss`),
+    then weights the generator term (VQGAN's adaptive weight at `model.last_layer_weight()` when the model
+    has one and the config asks for it), and advances the counter. Outside training mode or under
+    `torch.no_grad()` it does nothing, so evaluation calls never touch the state.
+    """
+
+    def __init__(self, gan: GANConfig | None = None, discriminator: nn.Module | None = None):
+        super().__init__()
+        self.adversarial: AdversarialLoss | None = None
+        if gan is not None:
+            if discriminator is None:
+                raise VidgenError("a GAN config was given without a discriminator to train")
+            self.adversarial = AdversarialLoss(discriminator, gan)
+        elif discriminator is not None:
+            raise VidgenError("a discriminator was given but the GAN config is None (GAN off); set the GAN config")
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def adversarial_terms(self, model: nn.Module, video: torch.Tensor, reconstruction: torch.Tensor,
+                          nll: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(generator term to add to the loss, logs); zero and {} before `start_step` or without a GAN."""
+        logs: dict[str, torch.Tensor] = {}
+        term = reconstruction.new_zeros((), dtype=torch.float32)
+        if not (self.training and torch.is_grad_enabled()):
+            return term, logs
+        if self.adversarial is not None and self.adversarial.active(int(self.step)):
+            logs.update(self.adversarial.discriminator_step(video, reconstruction.detach()))
+            last_layer = model.last_layer_weight() if hasattr(model, "last_layer_weight") else None
+            term, gan_logs = self.adversarial.generator_loss(reconstruction, nll, last_layer)
+            logs.update(gan_logs)
+        self.step += 1
+        return term, logs
+
+    # ---- exact resume
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the objective's training state (CPU, contiguous: safetensors-ready)."""
+        tensors = {"step": self.step.detach().cpu().clone()}
+        if self.adversarial is not None:
+            tensors.update(self.adversarial.state_tensors(prefix="adversarial."))
+        return tensors
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what `state_tensors` returned (raises VidgenError when it does not match)."""
+        if "step" not in tensors:
+            raise VidgenError("objective state has no 'step' entry")
+        has_adversarial = any(k.startswith("adversarial.") for k in tensors)
+        if has_adversarial != (self.adversarial is not None):
+            raise VidgenError("objective state and objective disagree on whether a GAN is used: state "
+                              f"{'has' if has_adversarial else 'has no'} discriminator tensors, the objective "
+                              f"{'has' if self.adversarial is not None else 'has no'} discriminator")
+        unknown = sorted(k for k in tensors if k != "step" and not k.startswith("adversarial."))
+        if unknown:
+            raise VidgenError(f"unexpected objective state tensors: {unknown[:10]}")
+        self.step.copy_(tensors["step"])
+        if self.adversarial is not None:
+            self.adversarial.load_state_tensors(tensors, prefix="adversarial.")

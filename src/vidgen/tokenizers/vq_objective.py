@@ -40,7 +40,7 @@ from torch import nn
 
 from vidgen.errors import VidgenError
 from vidgen.tokenizers.discriminator import Discriminator3D, DiscriminatorConfig
-from vidgen.tokenizers.gan_losses import AdversarialLoss, GANConfig, PerceptualLoss
+from vidgen.tokenizers.gan_losses import AdversarialObjective, GANConfig, PerceptualLoss
 from vidgen.training.augment import random_crop
 
 __all__ = ["VQObjectiveConfig", "VQTokenizerObjective", "video_psnr"]
@@ -115,7 +115,7 @@ def _video_from_batch(batch: Any) -> torch.Tensor:
     return batch
 
 
-class VQTokenizerObjective(nn.Module):
+class VQTokenizerObjective(AdversarialObjective):
     """`objective(model, batch, generator=None) -> dict` for VQ tokenizers (module docstring).
 
     Args:
@@ -127,16 +127,12 @@ class VQTokenizerObjective(nn.Module):
 
     def __init__(self, config: VQObjectiveConfig | None = None, discriminator: nn.Module | None = None,
                  feature_net: Callable[[torch.Tensor], Any] | None = None):
-        super().__init__()
-        self.config = config or VQObjectiveConfig()
+        config = config or VQObjectiveConfig()
+        if config.gan is not None and discriminator is None:
+            discriminator = Discriminator3D(config.discriminator)
+        super().__init__(config.gan, discriminator)
+        self.config = config
         self.perceptual = PerceptualLoss(feature_net) if self.config.perceptual_weight > 0 else None
-        self.adversarial: AdversarialLoss | None = None
-        if self.config.gan is not None:
-            discriminator = discriminator if discriminator is not None else Discriminator3D(self.config.discriminator)
-            self.adversarial = AdversarialLoss(discriminator, self.config.gan)
-        elif discriminator is not None:
-            raise VidgenError("a discriminator was given but config.gan is None (GAN off); set config.gan")
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def forward(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
                 ) -> dict[str, torch.Tensor]:
@@ -165,15 +161,9 @@ class VQTokenizerObjective(nn.Module):
             loss = loss + cfg.perceptual_weight * perceptual
             nll = nll + cfg.perceptual_weight * perceptual
             logs["perceptual"] = perceptual.detach()
-
-        if training and self.adversarial is not None and self.adversarial.active(int(self.step)):
-            logs.update(self.adversarial.discriminator_step(video, reconstruction.detach()))
-            last_layer = model.last_layer_weight() if hasattr(model, "last_layer_weight") else None
-            gan_loss, gan_logs = self.adversarial.generator_loss(reconstruction, nll, last_layer)
-            loss = loss + gan_loss
-            logs.update(gan_logs)
-        if training:
-            self.step += 1
+        gan_loss, gan_logs = self.adversarial_terms(model, video, reconstruction, nll)
+        loss = loss + gan_loss
+        logs.update(gan_logs)
 
         with torch.no_grad():
             logs["psnr"] = video_psnr(video, reconstruction)
@@ -182,28 +172,3 @@ class VQTokenizerObjective(nn.Module):
             if q.perplexity is not None:
                 logs["perplexity"] = q.perplexity.float()
         return {"loss": loss, **logs}
-
-    # ---- exact resume
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Every tensor of the objective's training state (CPU, contiguous: safetensors-ready)."""
-        tensors = {"step": self.step.detach().cpu().clone()}
-        if self.adversarial is not None:
-            tensors.update(self.adversarial.state_tensors(prefix="adversarial."))
-        return tensors
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Restore what `state_tensors` returned (raises VidgenError when it does not match)."""
-        if "step" not in tensors:
-            raise VidgenError("objective state has no 'step' entry")
-        has_adversarial = any(k.startswith("adversarial.") for k in tensors)
-        if has_adversarial != (self.adversarial is not None):
-            raise VidgenError("objective state and objective disagree on whether a GAN is used: state "
-                              f"{'has' if has_adversarial else 'has no'} discriminator tensors, the objective "
-                              f"{'has' if self.adversarial is not None else 'has no'} discriminator")
-        unknown = sorted(k for k in tensors if k != "step" and not k.startswith("adversarial."))
-        if unknown:
-            raise VidgenError(f"unexpected objective state tensors: {unknown[:10]}")
-        self.step.copy_(tensors["step"])
-        if self.adversarial is not None:
-            self.adversarial.load_state_tensors(tensors, prefix="adversarial.")

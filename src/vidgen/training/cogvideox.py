@@ -25,6 +25,8 @@ from torch.utils.data import Dataset
 
 from vidgen.errors import VidgenError
 from vidgen.modeling import atomic_write_dir, write_json
+from vidgen.tokenizers.gan_losses import AdversarialObjective
+from vidgen.training.adversarial import GANOptions, build_discriminator
 from vidgen.training.augment import random_crop
 from vidgen.training.data import SelectKeys
 from vidgen.training.recipes import (
@@ -74,6 +76,9 @@ class VAETrainOptions:
                  works on full frames at a fraction of the cost (as CogVideoX trains at low res).
     crop_frames: random window of 4k + 1 frames, 0 = the whole clip.
     sample_posterior: decode z ~ q(z | x) (True, the VAE objective) or the mean.
+    decoder_noise: noise-augmented decoding (`CogVideoXVAE.forward`): the decoder sees z plus noise of
+                 up to this multiple of the latents' std, so shape detail is encoded with a margin a
+                 diffusion model's imprecise latents keep (0 = off).
     train_decoder_only: freeze the encoder (with `train.init_from` a trained VAE): its latents stay
                  bit-identical, so a transformer trained on them keeps working, and only the decoder
                  learns (a decoder fine-tune, as Video LDM fine-tunes its decoder).
@@ -83,11 +88,15 @@ class VAETrainOptions:
     crop_frames: int = 0
     sample_posterior: bool = True
     train_decoder_only: bool = False
+    decoder_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.crop_size < 0 or self.crop_frames < 0:
             raise VidgenError(f"vae.crop_size and vae.crop_frames must be >= 0 (0 = off), got "
                               f"{self.crop_size}, {self.crop_frames}")
+        if not 0.0 <= self.decoder_noise <= 10.0:
+            raise VidgenError(f"vae.decoder_noise = {self.decoder_noise!r}: expected a number in [0, 10] "
+                              "(a multiple of the latents' std; 0 = off)")
 
 
 @dataclasses.dataclass
@@ -123,6 +132,34 @@ def _make_vae_loss(options: dict[str, Any]) -> Any:
     return vae_losses.make_vae_loss(**options)
 
 
+class VAEObjective(AdversarialObjective):
+    """The cogvideox-vae kind's objective: random crop, reconstruction through q(z | x) (optionally with
+    noise-augmented decoding), `VAELoss`, and from `gan.start_step` on a GAN term from a 3D discriminator
+    (CogVideoX trains its VAE with one; it restores the edges and corners that L1/L2 blur). The
+    discriminator, its optimiser and the step counter are checkpointed (`AdversarialObjective`)."""
+
+    def __init__(self, loss_fn: Any, options: VAETrainOptions, gan: GANOptions):
+        super().__init__(gan.gan_config() if gan.enabled else None,
+                         build_discriminator(gan) if gan.enabled else None)
+        self.loss_fn, self.options = loss_fn, options
+
+    def forward(self, model: nn.Module, batch: dict[str, Any], generator: torch.Generator | None = None
+                ) -> dict[str, Any]:
+        options = self.options
+        video = random_crop(batch["video"], options.crop_size, options.crop_frames, generator,
+                            "vae.crop_size / vae.crop_frames")
+        reconstruction, posterior = model(video, sample=options.sample_posterior, generator=generator,
+                                          decoder_noise=options.decoder_noise)
+        terms = self.loss_fn(video, reconstruction, posterior)
+        # What VQGAN's adaptive GAN weight balances against: the weighted reconstruction terms.
+        nll = sum(getattr(self.loss_fn, f"{name}_weight") * terms[name] for name in ("l1", "mse") if name in terms)
+        # The discriminator downsamples time in pairs: it judges the 4k frames after the first (an image).
+        gan_loss, gan_logs = self.adversarial_terms(model, video[:, :, 1:], reconstruction[:, :, 1:], nll)
+        terms["loss"] = terms["loss"] + gan_loss
+        terms.update(gan_logs)
+        return terms
+
+
 def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     options: VAETrainOptions = recipe.sections["vae"]
     evaluation: VAEEvalOptions = recipe.sections["eval"]
@@ -133,19 +170,13 @@ def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
                           f"compression {s} (or 0)")
     if options.crop_frames and (options.crop_frames - 1) % t:
         raise VidgenError(f"vae.crop_frames = {options.crop_frames} must be {t}k + 1 (or 0)")
-    loss_fn = _make_vae_loss(recipe.sections["loss"])
+    objective = VAEObjective(_make_vae_loss(recipe.sections["loss"]), options, recipe.sections["gan"])
     dataset = SelectKeys(recipe.data.build(split="train"), ("video",))
     if options.train_decoder_only:
         if not recipe.train.init_from and not context.resume:
             raise VidgenError("vae.train_decoder_only = true freezes the encoder: start from a trained VAE with "
                               "train.init_from = <its folder> (a random encoder would stay random)")
         model.encoder.requires_grad_(False)
-
-    def objective(model: nn.Module, batch: dict[str, Any], generator: torch.Generator) -> dict[str, Any]:
-        video = random_crop(batch["video"], options.crop_size, options.crop_frames, generator,
-                                "vae.crop_size / vae.crop_frames")
-        reconstruction, posterior = model(video, sample=options.sample_posterior, generator=generator)
-        return loss_fn(video, reconstruction, posterior)
 
     heldout = torch.stack([item["video"] for item in _heldout_dataset(recipe, evaluation.clips)])
 
@@ -176,7 +207,7 @@ register_kind(RecipeKind(
     description="CogVideoX 3D causal KL VAE on video clips (reconstruction + KL loss)",
     sizes=_vae_sizes,
     build=build_vae,
-    sections={"vae": VAETrainOptions, "loss": dict, "eval": VAEEvalOptions},
+    sections={"vae": VAETrainOptions, "loss": dict, "gan": GANOptions, "eval": VAEEvalOptions},
     resumable_changes=("eval.",),
 ))
 

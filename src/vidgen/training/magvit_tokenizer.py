@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vidgen.errors import VidgenError
-from vidgen.tokenizers.gan_losses import GANConfig
+from vidgen.training.adversarial import GANOptions, build_discriminator
 from vidgen.training.data import SelectKeys
 from vidgen.training.recipes import (
     BuildContext,
@@ -91,26 +91,6 @@ class VQTrainOptions:
                               f"{self.crop_frames}, {self.crop_size}, {self.frames_per_clip}")
         if self.inflate_mode not in ("central", "average"):
             raise VidgenError(f"vq.inflate_mode = {self.inflate_mode!r}: expected 'central' or 'average'")
-
-
-@dataclasses.dataclass
-class GANOptions(GANConfig):
-    """[gan] table: `GANConfig` (loss, weight, start_step, lecam_weight, adaptive_weight, lr, betas, ...)
-    plus `enabled` and the discriminator size ("tiny", "shapes" or "base" = `DiscriminatorConfig()`)."""
-
-    enabled: bool = False
-    discriminator: str = "shapes"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.discriminator not in _DISCRIMINATORS:
-            raise VidgenError(f"gan.discriminator = {self.discriminator!r}: expected one of {', '.join(_DISCRIMINATORS)}")
-
-    def gan_config(self) -> GANConfig:
-        return GANConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(GANConfig)})
-
-
-_DISCRIMINATORS = ("tiny", "shapes", "base")
 
 
 @dataclasses.dataclass
@@ -226,16 +206,6 @@ def _sizes() -> dict[str, Any]:
     return {"tiny": m.magvit_vq_tiny, "shapes": m.magvit_vq_shapes, "base": m.magvit_vq_base}
 
 
-def _discriminator(options: GANOptions) -> nn.Module:
-    from vidgen.tokenizers import discriminator as d
-
-    if options.discriminator == "tiny":
-        return d.discriminator_tiny()
-    if options.discriminator == "shapes":
-        return d.discriminator_shapes()
-    return d.Discriminator3D(d.DiscriminatorConfig())
-
-
 def _inflated_weights(model: nn.Module, options: VQTrainOptions, log: Any) -> dict[str, torch.Tensor]:
     """The 2D tokenizer at `options.inflate_from`, inflated to the recipe's 3D config."""
     from vidgen.modeling import resolve_model_path
@@ -297,7 +267,7 @@ def build_vq(recipe: Recipe, context: BuildContext) -> TrainingSetup:
         quantizer_weight=options.quantizer_weight, perceptual_weight=options.perceptual_weight,
         gan=gan.gan_config() if gan.enabled else None, crop_frames=options.crop_frames,
         crop_size=options.crop_size)
-    discriminator = _discriminator(gan) if gan.enabled else None
+    discriminator = build_discriminator(gan) if gan.enabled else None
     vq_objective = VQTokenizerObjective(objective_config, discriminator=discriminator)
     if options.perceptual_weight > 0:
         context.log("perceptual loss: off (no feature network: none can be downloaded here; the hook is "
