@@ -325,8 +325,13 @@ def test_every_pixel_task_runs_on_a_tiny_magvit_pipeline():
                 "tasks": {task: list(modes) for task, modes in TASK_MODES.items()}}
     pipe = MagvitPipeline(tokenizer, transformer, settings, device="cpu", bf16=False)
     clips = [noise_clip(seed=s, size=16, num_frames=4) for s in range(2)]
+    calls = []
+    reconstruct = pipe.reconstruct
+    pipe.reconstruct = lambda video: calls.append(1) or reconstruct(video)
     reports = mt.evaluate_tasks(pipe, clips, log=None)
     assert all("error" not in r for r in reports.values()), reports
+    assert len(calls) == len(clips)  # one tokenizer pass per clip, shared by every task's ceiling
+    pipe.reconstruct = reconstruct
     for abbreviation, report in reports.items():
         for row, position in zip(report["rows"], range(2)):
             task = mt.get_task(abbreviation)

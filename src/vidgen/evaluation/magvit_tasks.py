@@ -339,19 +339,23 @@ def _mean(values: Sequence[float]) -> float:
 
 def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps: int | None = None,
                         guidance: float | None = None, seed: int = 0, region_seed: int = 0,
-                        progress: Callable[[str, int, int], None] | None = None) -> dict:
+                        progress: Callable[[str, int, int], None] | None = None,
+                        reconstructions: Sequence[torch.Tensor] | None = None) -> dict:
     """Score the pipeline and the task's baseline on `clips` (module docstring).
 
     Returns {"task", "baseline_name", "n", "model": {"psnr", "ssim"}, "baseline": {...},
     "beats_baseline": {"psnr", "ssim"} (bools), "seconds_per_clip", "rows" (per clip)} and for FP/CFP
     "trajectory": {"model", "baseline" (mean pixels), "n", "model_lost", "baseline_lost"}; with a pipeline that
     has `reconstruct` (MAGVIT) also "tokenizer": {"psnr", "ssim"}, the clip tokenized and decoded, i.e. the
-    score of a transformer that predicts every token right (no model on this tokenizer can do better).
+    score of a transformer that predicts every token right (no model on this tokenizer can do better);
+    `reconstructions` (one (3, T, H, W) per clip) passes them in when they are already computed.
     The clip's generation seed is `seed + clip position`.
     """
     task = get_task(task)
     if not clips:
         raise VidgenError("the evaluation needs at least one clip")
+    if reconstructions is None and hasattr(pipe, "reconstruct"):
+        reconstructions = _reconstructions(pipe, clips)
     rows, seconds = [], []
     for position, clip in enumerate(clips):
         target = clip.video
@@ -369,8 +373,8 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
         row = {"clip": position, "source": clip.source, "index": clip.index, "seed": seed + position,
                "given_fraction": float(used.float().mean())}
         scored = [("model", output), ("baseline", base)]
-        if hasattr(pipe, "reconstruct"):  # the tokenizer's ceiling: every token predicted right
-            scored.append(("tokenizer", pipe.reconstruct(target).tensor.cpu().float()))
+        if reconstructions is not None:  # the tokenizer's ceiling: every token predicted right
+            scored.append(("tokenizer", reconstructions[position]))
         for name, video in scored:
             row[name] = {"psnr": region_psnr(video, target, generated), "ssim": region_ssim(video, target, generated)}
         if task.abbreviation in ("FP", "CFP") and clip.objects:
@@ -403,6 +407,11 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
         report["beats_baseline"]["trajectory"] = not lost and model_err < base_err
     report["rows"] = rows
     return report
+
+
+def _reconstructions(pipe, clips: Sequence[EvalClip]) -> list[torch.Tensor]:
+    """Every clip tokenized and decoded by the pipeline (`MagvitPipeline.reconstruct`), float (3, T, H, W)."""
+    return [pipe.reconstruct(clip.video).tensor.cpu().float() for clip in clips]
 
 
 def tokenizer_ceiling(reconstruct: Callable[[torch.Tensor], torch.Tensor], clips: Sequence[EvalClip],
@@ -489,10 +498,18 @@ def evaluate_tasks(pipe, clips: Sequence[EvalClip], tasks: Sequence[str] = DEFAU
     """Every pixel task in `tasks` on `clips`: {abbreviation: report of `evaluate_pixel_task`}. A task the
     pipeline cannot be scored on (e.g. a dynamic region it neither takes nor reports) gets {"error": why}."""
     reports = {}
+    # One tokenizer pass per clip for every task's ceiling (the same reconstruction for all of them).
+    reconstructions = None
+    if hasattr(pipe, "reconstruct"):
+        try:
+            reconstructions = _reconstructions(pipe, clips)
+        except VidgenError:
+            pass  # each task then reports the error itself, as when it reconstructs on its own
     for name in tasks:
         task = get_task(name)
         try:
-            report = evaluate_pixel_task(pipe, task, clips, steps, guidance, seed, region_seed)
+            report = evaluate_pixel_task(pipe, task, clips, steps, guidance, seed, region_seed,
+                                         reconstructions=reconstructions)
         except VidgenError as error:
             if log is not None:
                 log(f"{task.abbreviation}: not scored: {error}")

@@ -3,16 +3,15 @@
     loss = l1_weight * |x - x_hat| + mse_weight * (x - x_hat)^2      (per-pixel mean)
          + kl_weight * KL(q(z|x) || N(0, I))                           (per-latent-element mean)
          + perceptual_weight * perceptual(x, x_hat)                    (off unless a feature net is given)
-         + adversarial term                                            (hook: any callable(x_hat) -> loss)
 
-The perceptual and adversarial terms are hooks: nothing can be downloaded here, so the perceptual loss
-runs only with a feature network the user supplies (`vidgen.tokenizers.gan_losses.PerceptualLoss`),
-and the GAN term takes the shared `AdversarialLoss` (or any callable) when one is configured.
+The perceptual term is a hook: nothing can be downloaded here, so it runs only with a feature network
+the user supplies (`vidgen.tokenizers.gan_losses.PerceptualLoss`). The GAN term, which needs a
+discriminator trained alongside, lives in the training objective (`vidgen.training.cogvideox.VAEObjective`,
+on the shared `gan_losses.AdversarialObjective`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,11 +30,9 @@ class VAELoss:
     kl_weight: float = 1e-6
     perceptual_weight: float = 0.0
     perceptual: PerceptualLoss | None = None
-    adversarial: Callable[[torch.Tensor], torch.Tensor] | None = None
-    adversarial_weight: float = 0.0
 
     def __post_init__(self):
-        for name in ("l1_weight", "mse_weight", "kl_weight", "perceptual_weight", "adversarial_weight"):
+        for name in ("l1_weight", "mse_weight", "kl_weight", "perceptual_weight"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise VidgenError(f"{name}={value!r} must be a number >= 0")
@@ -67,9 +64,6 @@ class VAELoss:
         if self.perceptual_weight and self.perceptual is not None and self.perceptual.enabled:
             terms["perceptual"] = self.perceptual(reconstruction, video)
             total = total + self.perceptual_weight * terms["perceptual"]
-        if self.adversarial_weight and self.adversarial is not None:
-            terms["adversarial"] = self.adversarial(reconstruction)
-            total = total + self.adversarial_weight * terms["adversarial"]
         with torch.no_grad():
             mse = error.pow(2).mean().clamp_min(1e-10)
             terms["psnr"] = 10 * torch.log10(4.0 / mse)  # peak-to-peak range of [-1, 1] is 2

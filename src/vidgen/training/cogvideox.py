@@ -151,8 +151,9 @@ class VAEObjective(AdversarialObjective):
         reconstruction, posterior = model(video, sample=options.sample_posterior, generator=generator,
                                           decoder_noise=options.decoder_noise)
         terms = self.loss_fn(video, reconstruction, posterior)
-        # What VQGAN's adaptive GAN weight balances against: the weighted reconstruction terms.
-        nll = sum(getattr(self.loss_fn, f"{name}_weight") * terms[name] for name in ("l1", "mse") if name in terms)
+        # What VQGAN's adaptive GAN weight balances against: the weighted reconstruction (and perceptual) terms.
+        nll = sum(getattr(self.loss_fn, f"{name}_weight") * terms[name]
+                  for name in ("l1", "mse", "perceptual") if name in terms)
         # The discriminator downsamples time in pairs: it judges the 4k frames after the first (an image).
         gan_loss, gan_logs = self.adversarial_terms(model, video[:, :, 1:], reconstruction[:, :, 1:], nll)
         terms["loss"] = terms["loss"] + gan_loss
