@@ -42,10 +42,11 @@ def test_pick_frames_folds_distinct_frames_into_the_batch():
 
 
 def test_shipped_recipes_parse_and_options_are_checked(tmp_path):
-    for name in ("magvit-shapes-vq2d", "magvit-shapes-vq"):
+    for name in ("magvit-shapes-vq2d", "magvit-shapes-vq", "magvit-shapes-vq-decoder"):
         recipe = load_recipe(name)
         assert recipe.kind == "magvit-vq" and recipe.data.name == "shapes+digits"
     assert load_recipe("magvit-shapes-vq").sections["gan"].enabled
+    assert load_recipe("magvit-shapes-vq-decoder").sections["vq"].train_decoder_only
     with pytest.raises(VidgenError, match="frames_per_clip"):
         run("magvit-shapes-vq-smoke", tmp_path / "a", "vq.frames_per_clip=2", 'vq.inflate_from=""')
     with pytest.raises(VidgenError, match="crop_size"):
@@ -110,3 +111,25 @@ def test_evaluate_tokenizer_counts_codes_over_all_clips():
     p = counts[counts > 0] / counts.sum()
     assert metrics["perplexity"] == pytest.approx(float((-(p * p.log()).sum()).exp()))
     assert 0 < metrics["ssim"] <= 1 and metrics["psnr"] > 0
+
+
+def test_decoder_only_fine_tune_keeps_every_token(stage2d, tmp_path):
+    """vq.train_decoder_only: the encoder and the codebook stay bit-identical (so a transformer trained on
+    the tokens stays valid), dead-code restarts do not run, and the decoder learns."""
+    start = final_state(stage2d)
+    out = tmp_path / "decoder"
+    # A high restart threshold would move codes at once if restarts were still on.
+    run("magvit-shapes-vq2d-smoke", out, "vq.train_decoder_only=true", f'train.init_from="{stage2d / "final"}"',
+        "model.dead_code_threshold=0.9", 'train.export="raw"')
+    after = final_state(out)
+    frozen = [k for k in start if k.startswith(("encoder.", "quantizer."))]
+    decoder = [k for k in start if k.startswith("decoder.")]
+    assert frozen and decoder and any(k.startswith("quantizer.") for k in frozen)
+    assert all(torch.equal(after[k], start[k]) for k in frozen)
+    assert any(not torch.equal(after[k], start[k]) for k in decoder)
+    video = torch.rand(2, 3, 1, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    before_model, after_model = MagvitVQ.from_pretrained(stage2d / "final"), MagvitVQ.from_pretrained(out / "final")
+    assert torch.equal(before_model.encode(video), after_model.encode(video))
+    # Freezing a random encoder would make no sense: it asks for init_from.
+    with pytest.raises(VidgenError, match="train_decoder_only = true freezes the encoder"):
+        run("magvit-shapes-vq2d-smoke", tmp_path / "bad", "vq.train_decoder_only=true")

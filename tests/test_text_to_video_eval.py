@@ -8,10 +8,12 @@ from vidgen.errors import VidgenError
 from vidgen.evaluation.text_to_video import evaluate_text_to_video, heldout_prompts, prompt_set
 
 
-def render(expected, seed, wrong_colour=False):
+def render(expected, seed, wrong_colour=False, squares_as_circles=False):
     triples = [(e["colour"], e["shape"], e["motion"]) for e in expected]
     if wrong_colour:
         triples = [("blue" if c != "blue" else "red", s, m) for c, s, m in triples]
+    if squares_as_circles:
+        triples = [(c, "circle" if s == "square" else s, m) for c, s, m in triples]
     objects = sample_objects(triples, 64, 17, np.random.default_rng(seed))
     frames, _, _ = render_objects(objects, 64, 17)
     return (frames.transpose(1, 2, 3, 0) * 255).round().astype(np.uint8)
@@ -39,5 +41,13 @@ def test_scores_ground_truth_renders_perfectly_and_catches_wrong_colours(tmp_pat
     assert len(list(tmp_path.glob("*.gif"))) == 12
     bad = evaluate_text_to_video(lambda p, s: render(dict(prompts)[p], s, wrong_colour=True), prompts, seeds=(0,))
     assert bad["colour"] == 0.0 and bad["direction"] == 1.0
+    # The per-value table counts every expected object once, and names the value that fails.
+    shapes = [e[0]["shape"] for _, e in prompts]
+    assert good["by_value"]["shape"] == {s: [2 * shapes.count(s)] * 2 for s in sorted(set(shapes))}
+    rounded = evaluate_text_to_video(lambda p, s: render(dict(prompts)[p], s, squares_as_circles=True), prompts,
+                                     seeds=(0,))
+    assert "square" in shapes and rounded["by_value"]["shape"]["square"] == [0, shapes.count("square")]
+    assert all(right == total for v, (right, total) in rounded["by_value"]["shape"].items() if v != "square")
+    assert rounded["by_value"]["colour"] == {c: [n, n] for c, (_, n) in rounded["by_value"]["colour"].items()}
     with pytest.raises(VidgenError, match="at least one prompt"):
         evaluate_text_to_video(lambda p, s: None, [], seeds=(0,))

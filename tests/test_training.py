@@ -538,6 +538,20 @@ def test_cache_key_follows_vae_weights_and_data(tmp_path):
     assert key == cache_key(a, dict(data), "minilm", 16)
     assert len({key, cache_key(b, data, "minilm", 16), cache_key(a, {**data, "num_items": 9}, "minilm", 16),
                 cache_key(a, data, "minilm", 32)}) == 4
+    # A decoder-only fine-tune leaves every latent as it was: same key. Any encoder weight changes it.
+    from vidgen.modeling import atomic_save_safetensors as save_safetensors
+    from vidgen.modeling import load_safetensors
+
+    weights = load_safetensors(a / "model.safetensors")
+    decoder_name = next(k for k in weights if k.startswith("decoder."))
+    encoder_name = next(k for k in weights if k.startswith("encoder."))
+    save_safetensors({**weights, decoder_name: weights[decoder_name] + 1}, a / "model.safetensors")
+    assert cache_key(a, data, "minilm", 16) == key
+    save_safetensors({**weights, encoder_name: weights[encoder_name] + 1e-3}, a / "model.safetensors")
+    assert cache_key(a, data, "minilm", 16) != key
+    (a / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(VidgenError, match="not a readable .safetensors file"):
+        cache_key(a, data, "minilm", 16)
 
 
 def test_recipe_lookup_errors(tmp_path):

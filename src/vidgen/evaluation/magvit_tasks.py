@@ -443,8 +443,10 @@ def evaluate_class_generation(pipe, class_ids: Sequence[int] | None = None, seed
                               steps: int | None = None, guidance: float | None = None,
                               progress: Callable[[str, int, int], None] | None = None) -> dict:
     """CG: generate Shapes classes (default: the 56 training triples) and judge them with the Shapes
-    evaluator. Returns {"colour", "shape", "direction", "all", "n", "classes", "seconds_per_video", "rows"}."""
+    evaluator. Returns {"colour", "shape", "direction", "all", "n", "classes", "seconds_per_video", "by_value"
+    (see `text_to_video.accuracy_by_value`), "rows"}."""
     from vidgen.data.shapes import TRAIN_TRIPLES, class_id, class_triple
+    from vidgen.evaluation.text_to_video import accuracy_by_value
 
     if class_ids is None:
         class_ids = [class_id(*t) for t in TRAIN_TRIPLES]
@@ -462,12 +464,13 @@ def evaluate_class_generation(pipe, class_ids: Sequence[int] | None = None, seed
             seconds.append(time.perf_counter() - started)
             scores = score_video(out.frames, expected)
             rows.append({"class_id": int(label), "seed": int(seed), "expected": expected,
-                         **{k: scores[k] for k in ("colour", "shape", "direction", "all")}})
+                         **{k: scores[k] for k in ("colour", "shape", "direction", "all")},
+                         "objects": scores["objects"]})
             if progress is not None:
                 progress("CG", len(rows), total)
     summary = {k: float(np.mean([r[k] for r in rows])) for k in ("colour", "shape", "direction", "all")}
     return {**summary, "n": len(rows), "classes": len(class_ids), "seconds_per_video": float(np.mean(seconds)),
-            "rows": rows}
+            "by_value": accuracy_by_value(rows), "rows": rows}
 
 
 def evaluate_text_sets(pipe, sets: Sequence[str] = ("heldout", "paraphrase", "two-object"),

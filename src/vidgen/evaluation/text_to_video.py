@@ -57,7 +57,8 @@ def evaluate_text_to_video(generate: Callable[[str, int], np.ndarray], prompts: 
 
     generate: (prompt, seed) -> uint8 frames (T, H, W, 3).
     Returns {"colour", "shape", "direction", "all": accuracies, "n": videos, "seconds_per_video",
-    "rows": per-video verdicts}.
+    "by_value": per attribute and expected value [right, total] over objects (e.g. by_value["shape"]
+    ["square"] = [0, 30]), "rows": per-video verdicts}.
     """
     if not prompts or not seeds:
         raise VidgenError("evaluation needs at least one prompt and one seed")
@@ -69,7 +70,8 @@ def evaluate_text_to_video(generate: Callable[[str, int], np.ndarray], prompts: 
         seconds.append(time.perf_counter() - started)
         scores = score_video(frames, expected)
         rows.append({"prompt": prompt, "seed": seed, "expected": expected,
-                     **{key: scores[key] for key in ATTRIBUTES}, "detections": scores["detections"]})
+                     **{key: scores[key] for key in ATTRIBUTES}, "objects": scores["objects"],
+                     "detections": scores["detections"]})
         if save_dir is not None:
             from vidgen.io import write_video
 
@@ -77,7 +79,26 @@ def evaluate_text_to_video(generate: Callable[[str, int], np.ndarray], prompts: 
         if progress is not None:
             progress(index + 1, total)
     summary = {key: float(np.mean([row[key] for row in rows])) for key in ATTRIBUTES}
-    return {**summary, "n": len(rows), "seconds_per_video": float(np.mean(seconds)), "rows": rows}
+    return {**summary, "n": len(rows), "seconds_per_video": float(np.mean(seconds)),
+            "by_value": accuracy_by_value(rows), "rows": rows}
+
+
+def accuracy_by_value(rows: Sequence[dict]) -> dict[str, dict[str, list[int]]]:
+    """{attribute: {expected value: [right, total]}} over every expected object of `rows` (the "objects"
+    verdicts of `score_video`): which colours, shapes or motions a model gets wrong."""
+    table: dict[str, dict[str, list[int]]] = {"colour": {}, "shape": {}, "direction": {}}
+    for row in rows:
+        for verdict in row["objects"]:
+            for attribute, key in (("colour", "colour"), ("shape", "shape"), ("direction", "motion")):
+                counts = table[attribute].setdefault(verdict["expected"][key], [0, 0])
+                counts[0] += int(verdict[attribute])
+                counts[1] += 1
+    return {attribute: dict(sorted(values.items())) for attribute, values in table.items()}
+
+
+def format_by_value(by_value: dict[str, dict[str, list[int]]], attribute: str) -> str:
+    """"circle 30/30, square 0/30, triangle 36/36"."""
+    return ", ".join(f"{value} {right}/{total}" for value, (right, total) in by_value[attribute].items())
 
 
 def evaluate_pipeline(pipe, sets: Sequence[str] = PROMPT_SETS, seeds: Sequence[int] = (0, 1),
@@ -96,5 +117,6 @@ def evaluate_pipeline(pipe, sets: Sequence[str] = PROMPT_SETS, seeds: Sequence[i
         report = evaluate_text_to_video(generate, prompts, seeds, save_dir=directory)
         log(f"{name}: colour {report['colour']:.1%}  shape {report['shape']:.1%}  direction {report['direction']:.1%}"
             f"  all {report['all']:.1%}  ({report['n']} videos, {report['seconds_per_video']:.2f} s each)")
+        log(f"{name}: shape by expected shape: {format_by_value(report['by_value'], 'shape')}")
         reports[name] = report
     return reports

@@ -7,7 +7,8 @@ as the VAE intended, or use the mean), and every *unique* caption once (captions
 datasets) into padded token embeddings. Index 0 of the caption table is always the empty prompt, the
 unconditional input of classifier-free guidance.
 
-Layout (`run_dir/cache/<key>/`, key = hash of the VAE files + dataset + text encoder settings):
+Layout (`run_dir/cache/<key>/`, key = hash of the VAE's config and encoder-side weights + dataset + text
+encoder settings; the decoder's weights are left out, so a decoder-only fine-tune keeps the cache):
     latents.safetensors   mean, std (N, C, T', H', W'); caption_index (N,) int64
     text.safetensors      embeddings (U, L, D) float32; mask (U, L) bool
     cache.json            captions (U strings), latent statistics, scaling_factor, fps, shapes
@@ -77,22 +78,39 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
             "fps": items[0]["fps"]}
 
 
-def folder_digest(folder: Path) -> str:
-    """sha256 over the names and bytes of the .json and .safetensors files of a model folder."""
+# Weights that only decode: a fine-tune of these alone leaves every latent (or token) unchanged.
+DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
+
+
+def encoder_digest(folder: Path) -> str:
+    """sha256 over a model folder's .json files and the weights of its .safetensors files except the
+    decoder's (`DECODER_PREFIXES`): what determines the latents or tokens a VAE or tokenizer encodes to."""
+    from safetensors import SafetensorError, safe_open
+
     digest = hashlib.sha256()
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors"))
     if not files:
         raise CheckpointError(f"{folder} holds no .json or .safetensors files")
     for path in files:
         digest.update(str(path.relative_to(folder)).encode())
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        if path.suffix == ".json":
+            digest.update(path.read_bytes())
+            continue
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                for name in sorted(f.keys()):
+                    if name.startswith(DECODER_PREFIXES):
+                        continue
+                    tensor = f.get_tensor(name).contiguous()
+                    digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+                    digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+        except (OSError, RuntimeError, ValueError, SafetensorError) as error:  # corrupt or not safetensors
+            raise CheckpointError(f"{path} is not a readable .safetensors file: {error}") from None
     return digest.hexdigest()
 
 
 def cache_key(vae_folder: Path, data: dict[str, Any], text_encoder: str, text_max_length: int) -> str:
-    description = {"version": CACHE_VERSION, "vae": folder_digest(vae_folder), "data": data,
+    description = {"version": CACHE_VERSION, "vae": encoder_digest(vae_folder), "data": data,
                    "text_encoder": text_encoder, "text_max_length": text_max_length}
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
 

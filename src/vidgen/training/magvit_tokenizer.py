@@ -68,6 +68,9 @@ class VQTrainOptions:
     inflate_from: 3D models only: folder of a trained 2D tokenizer (`temporal = false`, same widths
         and codebook) to inflate into the initial weights; "" = random initialisation.
     inflate_mode: "central" (MAGVIT) or "average".
+    train_decoder_only: freeze the encoder and the codebook (with `train.init_from` a trained tokenizer)
+        and train the decoder alone: every clip keeps its tokens, so a transformer trained on them stays
+        valid. Dead-code restarts are off (they would move codes).
     """
 
     reconstruction_loss: str = "l2"
@@ -79,6 +82,7 @@ class VQTrainOptions:
     frames_per_clip: int = 0
     inflate_from: str = ""
     inflate_mode: str = "central"
+    train_decoder_only: bool = False
 
     def __post_init__(self) -> None:
         from vidgen.tokenizers.vq_objective import RECONSTRUCTION_LOSSES
@@ -261,6 +265,15 @@ def build_vq(recipe: Recipe, context: BuildContext) -> TrainingSetup:
                           "(model.temporal = false)")
     if options.inflate_from and not context.resume:  # on resume the checkpoint holds the weights
         model.load_state_dict(_inflated_weights(model, options, context.log))
+    if options.train_decoder_only:
+        if options.inflate_from or (not recipe.train.init_from and not context.resume):
+            raise VidgenError("vq.train_decoder_only = true freezes the encoder and the codebook: start from a "
+                              "trained tokenizer with train.init_from = <its folder or bundled name> (and no "
+                              "vq.inflate_from)")
+        model.encoder.requires_grad_(False)
+        model.quantizer.requires_grad_(False)
+        model.quantizer.dead_code_threshold = 0.0   # a restart would move codes: the tokens must stay
+        context.log("decoder-only: encoder and codebook frozen (tokens unchanged), dead-code restarts off")
 
     objective_config = VQObjectiveConfig(
         reconstruction_loss=options.reconstruction_loss, reconstruction_weight=options.reconstruction_weight,

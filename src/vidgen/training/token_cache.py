@@ -18,8 +18,9 @@ regions per clip, drawn from a generator seeded by (seed, clip, condition) and k
 possible: with draws = 4 each clip has all four motions of both dynamic tasks. The objective picks
 one of the D draws per example from its checkpointed generator (`vidgen.tasks.commit`).
 
-Layout (`run_dir/cache/<key>/`, key = hash of the tokenizer files + dataset settings + conditions +
-text encoder settings, so another tokenizer or dataset never reuses a stale cache):
+Layout (`run_dir/cache/<key>/`, key = hash of the tokenizer's config and encoder + codebook weights (not
+the decoder: a decoder-only fine-tune keeps every token) + dataset settings + conditions + text encoder
+settings, so another tokenizer or dataset never reuses a stale cache):
     tokens.safetensors    tokens (N, t, h, w) int16/int32; class_id, caption_index (N,) int64;
                           cond.<name>.tokens (N, D, t, h, w); cond.<name>.mask (N or 1, D, t, h, w) bool
     text.safetensors      embeddings (U, L, D) float32; mask (U, L) bool (row 0 = the empty prompt)
@@ -46,7 +47,7 @@ from vidgen.tasks.commit import encode_tokens
 from vidgen.tasks.regions import pad_condition, pixel_to_token_mask
 from vidgen.tasks.registry import Task
 from vidgen.training.data import ItemView
-from vidgen.training.latent_cache import encode_unique_captions, folder_digest
+from vidgen.training.latent_cache import encode_unique_captions, encoder_digest
 
 CACHE_VERSION = 1
 
@@ -173,7 +174,7 @@ class TokenBatcher:
 
 def cache_key(tokenizer_folder: Path, data: dict[str, Any], specs: Sequence[ConditionSpec], text_encoder: str,
               text_max_length: int, seed: int) -> str:
-    description = {"version": CACHE_VERSION, "tokenizer": folder_digest(tokenizer_folder), "data": data,
+    description = {"version": CACHE_VERSION, "tokenizer": encoder_digest(tokenizer_folder), "data": data,
                    "conditions": [s.describe() for s in specs], "text_encoder": text_encoder,
                    "text_max_length": text_max_length, "seed": seed}
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:20]
