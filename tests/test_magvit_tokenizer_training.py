@@ -118,7 +118,8 @@ def test_decoder_only_fine_tune_keeps_every_token(stage2d, tmp_path):
     the tokens stays valid), dead-code restarts do not run, and the decoder learns."""
     start = final_state(stage2d)
     out = tmp_path / "decoder"
-    # A high restart threshold would move codes at once if restarts were still on.
+    # With restarts on, the quantizer's running code usage (a saved buffer) would change at every step and
+    # codes would move once it fell below the threshold; checked: the test fails without the fix.
     run("magvit-shapes-vq2d-smoke", out, "vq.train_decoder_only=true", f'train.init_from="{stage2d / "final"}"',
         "model.dead_code_threshold=0.9", 'train.export="raw"')
     after = final_state(out)
