@@ -845,3 +845,15 @@ def test_vae_gan_decoder_fine_tune_resumes_exactly(tmp_path, vae_smoke_run):
     assert da.keys() == db.keys() and all(torch.equal(da[k], db[k]) for k in da)
     start = load_safetensors(vae_smoke_run / "final" / "model.safetensors")
     assert all(torch.equal(a[k], start[k]) for k in start if k.startswith("encoder."))  # decoder-only
+
+
+def test_resume_allows_only_changes_the_checkpoint_can_follow():
+    from vidgen.training.recipes import recipe_changes
+
+    old = {"train": {"lr": 1e-3, "steps": 10, "init_from": "magvit-shapes"}, "model": {"size": "tiny"}}
+    # More steps and another init_from (never read on resume) are fine; a new lr or model is not.
+    assert recipe_changes(old, {"train": {"lr": 1e-3, "steps": 20, "init_from": "runs/x/pipeline"},
+                                "model": {"size": "tiny"}}) == []
+    changes = recipe_changes(old, {"train": {"lr": 5e-4, "steps": 10, "init_from": "magvit-shapes"},
+                                   "model": {"size": "shapes"}})
+    assert changes == ["model.size: 'tiny' -> 'shapes'", "train.lr: 0.001 -> 0.0005"]

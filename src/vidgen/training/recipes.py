@@ -64,9 +64,10 @@ RECIPE_FILE = "recipe.json"
 TOP_LEVEL = ("kind", "description", "model", "data", "train", "output")
 
 # Keys that may differ between a run and its resumption: they change neither the model nor the data.
+# train.init_from is read only before step 0 (on resume the checkpoint holds the weights).
 RESUMABLE_CHANGES = ("description", "output.", "train.steps", "train.log_every", "train.eval_every",
                      "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
-                     "train.num_workers", "train.device", "train.export", "train.export_dtype")
+                     "train.num_workers", "train.device", "train.export", "train.export_dtype", "train.init_from")
 
 
 # ----------------------------------------------------------------------------- the recipe
