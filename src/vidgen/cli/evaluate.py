@@ -65,6 +65,12 @@ def _video_tasks(names: list[str] | None) -> tuple[list[str], bool]:
     return [n for n in wanted if n != "CG"], "CG" in wanted
 
 
+def _attribute_summary(report: dict) -> dict:
+    """The printed summary of a Shapes-evaluator report (text-to-video set or CG)."""
+    return {**{k: round(report[k], 4) for k in ("colour", "shape", "direction", "all", "n")},
+            "shape_by_value": report["by_value"]["shape"]}
+
+
 def run(args: argparse.Namespace) -> int:
     from vidgen.errors import VidgenError
     from vidgen.evaluation.text_to_video import evaluate_pipeline
@@ -81,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     reports = {}
     if args.sets:
         reports = evaluate_pipeline(pipe, args.sets, args.seeds, args.steps, args.guidance, save_dir=args.save_videos)
-    summary = {name: {**{k: round(r[k], 4) for k in ("colour", "shape", "direction", "all", "n")},
-                      "shape_by_value": r["by_value"]["shape"]} for name, r in reports.items()}
+    summary = {name: _attribute_summary(r) for name, r in reports.items()}
     task_reports = {}
     if pixel_tasks or class_generation:
         from vidgen.evaluation import magvit_tasks as mt
@@ -96,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
         if class_generation:
             cg = mt.evaluate_class_generation(pipe, seeds=args.seeds, steps=args.steps, guidance=args.guidance)
             task_reports["CG"] = cg
-            summary["CG (training classes)"] = {**{k: round(cg[k], 4) for k in ("colour", "shape", "direction", "all", "n")},
-                                                "shape_by_value": cg["by_value"]["shape"]}
+            summary["CG (training classes)"] = _attribute_summary(cg)
         summary.update({name: {"psnr": round(r["model"]["psnr"], 3), "ssim": round(r["model"]["ssim"], 4),
                                "baseline_psnr": round(r["baseline"]["psnr"], 3),
                                "baseline_ssim": round(r["baseline"]["ssim"], 4), "beats_baseline": r["beats_baseline"]}

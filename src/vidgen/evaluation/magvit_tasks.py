@@ -332,6 +332,16 @@ def seed_convention_region(task: str | Task, grid: tuple[int, int, int], seed: i
 # ----------------------------------------------------------------------------- the evaluation
 
 
+def region_scores(video: torch.Tensor, target: torch.Tensor, generated: torch.Tensor) -> dict[str, float]:
+    """{"psnr", "ssim"} of `video` against `target` on the generated region (`region_psnr`, `region_ssim`)."""
+    return {"psnr": region_psnr(video, target, generated), "ssim": region_ssim(video, target, generated)}
+
+
+def mean_scores(scores: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Mean of `region_scores` results over clips."""
+    return {key: float(np.mean([r[key] for r in scores])) for key in ("psnr", "ssim")}
+
+
 def _mean(values: Sequence[float]) -> float:
     values = [v for v in values if math.isfinite(v)]
     return float(np.mean(values)) if values else float("nan")
@@ -376,7 +386,7 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
         if reconstructions is not None:  # the tokenizer's ceiling: every token predicted right
             scored.append(("tokenizer", reconstructions[position]))
         for name, video in scored:
-            row[name] = {"psnr": region_psnr(video, target, generated), "ssim": region_ssim(video, target, generated)}
+            row[name] = region_scores(video, target, generated)
         if task.abbreviation in ("FP", "CFP") and clip.objects:
             from vidgen.io import tensor_to_frames
 
@@ -392,7 +402,7 @@ def evaluate_pixel_task(pipe, task: str | Task, clips: Sequence[EvalClip], steps
               "n": len(rows), "seconds_per_clip": float(np.mean(seconds))}
     for name in ("model", "baseline", "tokenizer"):
         if all(name in r for r in rows):
-            report[name] = {key: float(np.mean([r[name][key] for r in rows])) for key in ("psnr", "ssim")}
+            report[name] = mean_scores([r[name] for r in rows])
     report["beats_baseline"] = {key: report["model"][key] > report["baseline"][key] for key in ("psnr", "ssim")}
     traj = [r["trajectory"] for r in rows if "trajectory" in r and not math.isnan(r["trajectory"]["baseline"])]
     if traj:
@@ -427,15 +437,13 @@ def tokenizer_ceiling(reconstruct: Callable[[torch.Tensor], torch.Tensor], clips
     reports = {}
     for name in tasks:
         task = get_task(name)
-        rows = {"tokenizer": [], "baseline": []}
+        rows: dict[str, list[dict[str, float]]] = {"tokenizer": [], "baseline": []}
         for position, (clip, reconstruction) in enumerate(zip(clips, reconstructions)):
             target = clip.video
             given = task_region(task, tuple(target.shape[1:]), position, region_seed)
             for key, video in (("tokenizer", reconstruction), ("baseline", baseline_fill(task, target, given))):
-                rows[key].append((region_psnr(video, target, ~given), region_ssim(video, target, ~given)))
-        reports[task.abbreviation] = {"n": len(clips), **{
-            key: {"psnr": float(np.mean([r[0] for r in values])), "ssim": float(np.mean([r[1] for r in values]))}
-            for key, values in rows.items()}}
+                rows[key].append(region_scores(video, target, ~given))
+        reports[task.abbreviation] = {"n": len(clips), **{key: mean_scores(values) for key, values in rows.items()}}
     return reports
 
 
@@ -584,6 +592,6 @@ def strip_rows(report):
 __all__ = [
     "BASELINES", "DEFAULT_TASKS", "EvalClip", "TASK_CALLS", "attribute_table", "baseline_fill",
     "evaluate_class_generation", "evaluate_pixel_task", "evaluate_tasks", "evaluate_text_sets", "heldout_clips",
-    "markdown_table", "region_psnr", "region_ssim", "run_pipeline_task", "seed_convention_region", "task_region",
+    "markdown_table", "mean_scores", "region_psnr", "region_scores", "region_ssim", "run_pipeline_task", "seed_convention_region", "task_region",
     "tokenizer_ceiling", "trajectory_error",
 ]

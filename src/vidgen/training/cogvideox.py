@@ -35,6 +35,7 @@ from vidgen.training.recipes import (
     RecipeKind,
     TrainingSetup,
     build_model,
+    freeze_for_decoder_only,
     register_kind,
 )
 from vidgen.training.trainer import export_model
@@ -174,10 +175,7 @@ def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     objective = VAEObjective(_make_vae_loss(recipe.sections["loss"]), options, recipe.sections["gan"])
     dataset = SelectKeys(recipe.data.build(split="train"), ("video",))
     if options.train_decoder_only:
-        if not recipe.train.init_from and not context.resume:
-            raise VidgenError("vae.train_decoder_only = true freezes the encoder: start from a trained VAE with "
-                              "train.init_from = <its folder> (a random encoder would stay random)")
-        model.encoder.requires_grad_(False)
+        freeze_for_decoder_only(recipe, context, "vae.train_decoder_only", "the encoder", [model.encoder])
 
     heldout = torch.stack([item["video"] for item in _heldout_dataset(recipe, evaluation.clips)])
 

@@ -42,6 +42,7 @@ from vidgen.training.recipes import (
     RecipeKind,
     TrainingSetup,
     build_model,
+    freeze_for_decoder_only,
     register_kind,
 )
 
@@ -266,12 +267,11 @@ def build_vq(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     if options.inflate_from and not context.resume:  # on resume the checkpoint holds the weights
         model.load_state_dict(_inflated_weights(model, options, context.log))
     if options.train_decoder_only:
-        if options.inflate_from or (not recipe.train.init_from and not context.resume):
-            raise VidgenError("vq.train_decoder_only = true freezes the encoder and the codebook: start from a "
-                              "trained tokenizer with train.init_from = <its folder or bundled name> (and no "
-                              "vq.inflate_from)")
-        model.encoder.requires_grad_(False)
-        model.quantizer.requires_grad_(False)
+        if options.inflate_from:
+            raise VidgenError("vq.train_decoder_only = true freezes the encoder and the codebook of a trained "
+                              "tokenizer (train.init_from); it cannot start from vq.inflate_from")
+        freeze_for_decoder_only(recipe, context, "vq.train_decoder_only", "the encoder and the codebook",
+                                [model.encoder, model.quantizer])
         model.quantizer.dead_code_threshold = 0.0   # a restart would move codes: the tokens must stay
         context.log("decoder-only: encoder and codebook frozen (tokens unchanged), dead-code restarts off")
 
