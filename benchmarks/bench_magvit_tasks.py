@@ -30,6 +30,20 @@ from vidgen.evaluation import magvit_tasks as mt
 from vidgen.evaluation.text_to_video import PROMPT_SETS
 
 
+def condition_use(pipe, count: int) -> dict:
+    """`magvit_tasks.class_condition_use` on `count` single-object Shapes clips of the training classes."""
+    from vidgen.data.shapes import ShapesDataset
+
+    data = ShapesDataset(split="train", num_items=count, size=pipe.height, num_frames=pipe.num_frames,
+                         max_objects=1, seed=3)
+    videos = torch.stack([data[i]["video"] for i in range(count)]).to(next(pipe.tokenizer.parameters()).device)
+    with torch.no_grad():
+        tokens = torch.cat([pipe.tokenizer.encode(v[None].to(next(pipe.tokenizer.parameters()).dtype))
+                            for v in videos])
+    labels = torch.tensor([int(data[i]["class_id"]) for i in range(count)])
+    return mt.class_condition_use(pipe.transformer, tokens, labels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="magvit-shapes", help="bundled name or pipeline folder")
@@ -38,6 +52,9 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="*", default=list(mt.DEFAULT_TASKS), choices=list(mt.TASK_CALLS),
                         help="pixel tasks (default: FP FI OPC OPV OPH OPD IPC IPD)")
     parser.add_argument("--no-cg", action="store_true", help="skip class-conditional generation")
+    parser.add_argument("--condition-use", type=int, default=0, metavar="N",
+                        help="also test whether the transformer uses its class token, on N Shapes clips of the "
+                             "training classes (data seed 3: clips not trained on); 0 = skip (default)")
     parser.add_argument("--cg-seeds", nargs="+", type=int, default=[0], help="seeds per CG class (default 0)")
     parser.add_argument("--t2v-sets", nargs="*", default=list(PROMPT_SETS), choices=PROMPT_SETS,
                         help="text-to-video prompt sets (default: all; none to skip)")
@@ -65,6 +82,13 @@ def main() -> None:
     report = {"model": args.model, "clips": {"shapes": args.shapes, "digits": args.digits, "data_seed": args.data_seed},
               "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "threads": args.threads,
               "torch": torch.__version__}
+    if args.condition_use:
+        report["condition_use"] = condition_use(pipe, args.condition_use)
+        print("class condition use (CG on real tokens, cross-entropy at masked positions, nats):")
+        for ratio, r in report["condition_use"].items():
+            print(f"  mask {ratio}: right class {r['right']:.3f}, wrong class {r['wrong']:.3f}, null class "
+                  f"{r['null']:.3f} (gain {r['gain']:+.3f}); accuracy right {r['accuracy_right']:.1%}, "
+                  f"null {r['accuracy_null']:.1%}")
     if args.tasks:
         report["tasks"] = mt.evaluate_tasks(pipe, clips, args.tasks, args.steps, args.guidance, seed=args.seed)
     accuracy = {}

@@ -8,7 +8,9 @@ tokenizer), decodes the tokens and compares with the originals, separately for
 
 Metrics: PSNR (dB) and SSIM, per frame then averaged (`vidgen.evaluation.metrics`); codebook usage =
 fraction of the codebook that occurs among all N * 256 tokens of a source; perplexity = exp of the
-entropy of their code histogram (the effective number of codes used).
+entropy of their code histogram (the effective number of codes used); flat cells = token cells whose
+pixels are one plain colour (the black background: ~80% of a Shapes clip's cells), and the perplexity of
+their codes (near 1 is what a generator wants: a plain background should not be a lottery of codes).
 
 Then the tokenizer's ceiling on the MAGVIT task benchmark (`bench_magvit_tasks.py`): the same held-out
 task clips (10 Shapes + 6 Digits by default), tokenized and decoded, scored on each pixel task's generated
@@ -81,11 +83,13 @@ def main() -> None:
     print(f"tokenizer {args.model}: {results['parameters'] / 1e6:.2f} M parameters, "
           f"{results['tokens_per_clip']} tokens per 16x64x64 clip, {results['codebook_size']} codes")
     print(f"{args.clips} held-out clips per source, {args.threads} thread(s)\n")
-    print("| source | PSNR (dB) | SSIM | codebook usage | perplexity | encode+decode s/clip |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| source | PSNR (dB) | SSIM | codebook usage | perplexity | flat cells | their perplexity "
+          "| encode+decode s/clip |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for source, m in results["sources"].items():
         print(f"| {source} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['codebook_usage']:.3f} ({m['codes_used']} codes) "
-              f"| {m['perplexity']:.1f} | {m['seconds_per_clip']:.3f} |")
+              f"| {m['perplexity']:.1f} | {m['flat_cell_fraction']:.2f} | {m['flat_cell_perplexity']:.1f} "
+              f"| {m['seconds_per_clip']:.3f} |")
     if sum(args.task_clips):
         from vidgen.evaluation import magvit_tasks as mt
 

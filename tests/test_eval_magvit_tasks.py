@@ -367,3 +367,33 @@ def test_tokenizer_ceiling_scores_reconstructions_like_the_task_evaluation():
         assert grey[task]["tokenizer"]["psnr"] < perfect[task]["baseline"]["psnr"]
     with pytest.raises(VidgenError, match="at least one clip"):
         mt.tokenizer_ceiling(lambda video: video, [])
+
+
+def test_class_condition_use_tells_a_class_blind_model_from_one_that_reads_the_class():
+    from vidgen.generators.masked_transformer import MaskedTokenTransformer, magvit_transformer_tiny
+
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(magvit_transformer_tiny()).eval()
+    tokens = torch.randint(0, 32, (6, 2, 4, 4))
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    reads = mt.class_condition_use(model, tokens, labels, mask_ratios=(0.5, 1.0))
+    assert set(reads) == {"0.5", "1"}
+    for row in reads.values():
+        assert row["gain"] == pytest.approx(row["null"] - row["right"])
+        assert abs(row["right"] - row["null"]) > 1e-4 and abs(row["right"] - row["wrong"]) > 1e-4
+        assert 0.0 <= row["accuracy_right"] <= 1.0
+
+    # Every class token (and the null class) embedded alike: the class cannot matter.
+    c = model.config
+    first = c.codebook_size + 1 + c.num_task_tokens
+    with torch.no_grad():
+        model.token_embedding.weight[first:first + c.num_classes + 1] = model.token_embedding.weight[first]
+    blind = mt.class_condition_use(model, tokens, labels, mask_ratios=(0.5, 1.0))
+    for row in blind.values():
+        assert row["right"] == pytest.approx(row["wrong"], abs=1e-5)
+        assert row["gain"] == pytest.approx(0.0, abs=1e-5)
+
+    with pytest.raises(VidgenError, match="must lie in"):
+        mt.class_condition_use(model, tokens, labels + 4)
+    with pytest.raises(VidgenError, match="must match"):
+        mt.class_condition_use(model, tokens, labels[:3])

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from vidgen.errors import VidgenError
 from vidgen.tokenizers.magvit_vq import MagvitVQ, magvit_vq_tiny
-from vidgen.training.magvit_tokenizer import evaluate_tokenizer, pick_frames
+from vidgen.training.magvit_tokenizer import code_perplexity, evaluate_tokenizer, flat_cells, pick_frames
 from vidgen.training.recipes import load_recipe, run_recipe
 
 
@@ -94,8 +94,8 @@ def test_3d_stage_with_gan_resumes_exactly(stage2d, tmp_path):
     a, b = final_state(straight), final_state(split)
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    da = load_file(str(sorted((straight / "checkpoints").glob("step_*"))[-1] / "objective.safetensors"))
-    db = load_file(str(sorted((split / "checkpoints").glob("step_*"))[-1] / "objective.safetensors"))
+    da = load_file(str(max((straight / "checkpoints").glob("step_*")) / "objective.safetensors"))
+    db = load_file(str(max((split / "checkpoints").glob("step_*")) / "objective.safetensors"))
     assert da.keys() == db.keys() and all(torch.equal(da[k], db[k]) for k in da)
 
 
@@ -134,3 +134,32 @@ def test_decoder_only_fine_tune_keeps_every_token(stage2d, tmp_path):
     # Freezing a random encoder would make no sense: it asks for init_from.
     with pytest.raises(VidgenError, match="train_decoder_only = true freezes the encoder"):
         run("magvit-shapes-vq2d-smoke", tmp_path / "bad", "vq.train_decoder_only=true")
+
+
+def test_flat_cells_and_their_code_perplexity():
+    videos = -torch.ones(2, 3, 4, 8, 8)
+    videos[0, 1, :2, :4, 4:] = 0.5          # cell (0, 0, 1) of clip 0 holds a green block: flat as well
+    videos[1, 0, 2:, 3:5, 3:5] = 1.0        # an edge inside cell (1, 0, 0) of clip 1 and its neighbours
+    flat = flat_cells(videos, (2, 2, 2))
+    assert flat.shape == (2, 2, 2, 2)
+    assert flat[0].all()
+    assert not flat[1, 1].any() and flat[1, 0].all()
+    with pytest.raises(VidgenError, match=r"\(3, 2, 2\) must divide"):
+        flat_cells(videos, (3, 2, 2))
+
+    assert code_perplexity(torch.tensor([5, 5, 5]), 8) == pytest.approx(1.0)
+    assert code_perplexity(torch.tensor([0, 1, 2, 3]), 8) == pytest.approx(4.0)
+    assert code_perplexity(torch.tensor([], dtype=torch.long), 8) == 1.0
+
+
+def test_evaluate_tokenizer_reports_the_codes_of_flat_cells():
+    torch.manual_seed(0)
+    model = magvit_vq_tiny().eval()
+    videos = -torch.ones(2, 3, 8, 32, 32)
+    videos[:, 0, :, 8:20, 8:20] = 1.0
+    metrics, _ = evaluate_tokenizer(model, videos, batch_size=1)
+    tokens = model.encode(videos)
+    flat = flat_cells(videos, tuple(tokens.shape[1:]))
+    assert 0 < metrics["flat_cell_fraction"] < 1
+    assert metrics["flat_cell_fraction"] == pytest.approx(flat.float().mean().item())
+    assert metrics["flat_cell_perplexity"] == pytest.approx(code_perplexity(tokens[flat], 128))

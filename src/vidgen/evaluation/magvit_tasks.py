@@ -481,6 +481,48 @@ def evaluate_class_generation(pipe, class_ids: Sequence[int] | None = None, seed
             "by_value": accuracy_by_value(rows), "rows": rows}
 
 
+@torch.no_grad()
+def class_condition_use(transformer, tokens: torch.Tensor, class_ids: torch.Tensor,
+                        mask_ratios: Sequence[float] = (0.5, 0.9, 1.0), seed: int = 0) -> dict[str, dict[str, float]]:
+    """Does the transformer use its class token? The CG task on real clips' tokens with a share of them
+    masked: cross-entropy and accuracy at the masked positions given the right class, a wrong class
+    (each label shifted by a random non-zero offset) and the null class.
+
+    tokens: (N, t, h, w) codebook indices; class_ids: (N,) labels in [0, num_classes).
+    Returns {str(ratio): {"right", "wrong", "null" (mean cross-entropy, nats), "accuracy_right",
+    "accuracy_null", "gain" = null - right}}. A model that ignores the class has gain ~0 and right ~ wrong.
+    """
+    cfg = transformer.config
+    tokens, class_ids = torch.as_tensor(tokens).long(), torch.as_tensor(class_ids).long().reshape(-1)
+    if tokens.dim() != 4 or tokens.shape[0] != class_ids.shape[0] or tokens.shape[0] == 0:
+        raise VidgenError(f"tokens (N, t, h, w) and class_ids (N,) must match, got {tuple(tokens.shape)} and "
+                          f"{tuple(class_ids.shape)}")
+    if cfg.num_classes < 2 or class_ids.min() < 0 or class_ids.max() >= cfg.num_classes:
+        raise VidgenError(f"class_ids must lie in [0, {cfg.num_classes}) and the model needs >= 2 classes")
+    device = next(transformer.parameters()).device
+    tokens, class_ids = tokens.to(device), class_ids.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    task = torch.full_like(class_ids, get_task("CG").token)
+    shift = torch.randint(1, cfg.num_classes, class_ids.shape, generator=generator).to(device)
+    labels = {"right": class_ids, "wrong": (class_ids + shift) % cfg.num_classes, "null": torch.full_like(class_ids, -1)}
+    report = {}
+    for ratio in mask_ratios:
+        if not 0.0 < ratio <= 1.0:
+            raise VidgenError(f"mask ratio {ratio} must be in (0, 1]")
+        masked = (torch.rand(tokens.shape, generator=generator) < ratio).to(device)
+        inputs = torch.where(masked, torch.full_like(tokens, transformer.mask_token_id), tokens)
+        row = {}
+        for name, label in labels.items():
+            logits = transformer(inputs, task=task, class_labels=label).float()   # (N, t, h, w, K)
+            ce = F.cross_entropy(logits[masked], tokens[masked])
+            row[name] = float(ce)
+            if name != "wrong":
+                row[f"accuracy_{name}"] = float((logits[masked].argmax(-1) == tokens[masked]).float().mean())
+        row["gain"] = row["null"] - row["right"]
+        report[f"{ratio:g}"] = row
+    return report
+
+
 def evaluate_text_sets(pipe, sets: Sequence[str] = ("heldout", "paraphrase", "two-object"),
                        seeds: Sequence[int] = (0, 1), steps: int | None = None, guidance: float | None = None,
                        log: Callable[[str], None] | None = print) -> dict:
@@ -590,8 +632,26 @@ def strip_rows(report):
 
 
 __all__ = [
-    "BASELINES", "DEFAULT_TASKS", "EvalClip", "TASK_CALLS", "attribute_table", "baseline_fill",
-    "evaluate_class_generation", "evaluate_pixel_task", "evaluate_tasks", "evaluate_text_sets", "heldout_clips",
-    "markdown_table", "mean_scores", "region_psnr", "region_scores", "region_ssim", "run_pipeline_task", "seed_convention_region", "task_region",
-    "tokenizer_ceiling", "trajectory_error",
+    "BASELINES",
+    "DEFAULT_TASKS",
+    "TASK_CALLS",
+    "EvalClip",
+    "attribute_table",
+    "baseline_fill",
+    "class_condition_use",
+    "evaluate_class_generation",
+    "evaluate_pixel_task",
+    "evaluate_tasks",
+    "evaluate_text_sets",
+    "heldout_clips",
+    "markdown_table",
+    "mean_scores",
+    "region_psnr",
+    "region_scores",
+    "region_ssim",
+    "run_pipeline_task",
+    "seed_convention_region",
+    "task_region",
+    "tokenizer_ceiling",
+    "trajectory_error",
 ]

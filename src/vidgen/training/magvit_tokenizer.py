@@ -46,8 +46,8 @@ from vidgen.training.recipes import (
     register_kind,
 )
 
-__all__ = ["GANOptions", "TokenizerEvalOptions", "VQTrainOptions", "build_vq", "evaluate_tokenizer",
-           "pick_frames"]
+__all__ = ["GANOptions", "TokenizerEvalOptions", "VQTrainOptions", "build_vq", "code_perplexity", "evaluate_tokenizer",
+           "flat_cells", "pick_frames"]
 
 
 # ----------------------------------------------------------------------------- recipe tables
@@ -180,28 +180,61 @@ def heldout_dataset(recipe: Recipe, count: int) -> Dataset:
 
 
 @torch.no_grad()
+def flat_cells(videos: torch.Tensor, grid: tuple[int, int, int], tolerance: float = 0.02) -> torch.Tensor:
+    """Token cells whose pixels are all one colour (e.g. the black background of Shapes clips).
+
+    videos: (N, C, T, H, W); grid: the token grid (t, h, w), which must divide (T, H, W).
+    Returns (N, t, h, w) bool: True where every pixel of the cell's (T/t, H/h, W/w) block, in every
+    channel, lies within `tolerance` of the block's minimum.
+    """
+    n, c, frames, height, width = videos.shape
+    t, h, w = grid
+    if frames % t or height % h or width % w:
+        raise VidgenError(f"token grid {tuple(grid)} must divide the clip's (T, H, W) = {(frames, height, width)}")
+    blocks = videos.reshape(n, c, t, frames // t, h, height // h, w, width // w)
+    spread = blocks.amax(dim=(3, 5, 7)) - blocks.amin(dim=(3, 5, 7))   # (N, C, t, h, w)
+    return (spread <= tolerance).all(dim=1)
+
+
+def code_perplexity(indices: torch.Tensor, codebook_size: int) -> float:
+    """exp(entropy) of the code histogram of `indices` (any shape): the effective number of codes used
+    (1.0 for no indices)."""
+    counts = torch.bincount(indices.flatten().long(), minlength=codebook_size).double()
+    if counts.sum() == 0:
+        return 1.0
+    probs = counts[counts > 0] / counts.sum()
+    return float((-(probs * probs.log()).sum()).exp())
+
+
 def evaluate_tokenizer(model: nn.Module, videos: torch.Tensor, batch_size: int = 4,
                        device: torch.device | str = "cpu") -> tuple[dict[str, float], torch.Tensor]:
     """Reconstruct `videos` (N, 3, T, H, W) in [-1, 1] through the tokens of `model`.
 
     Returns ({"psnr" (dB), "ssim", "codebook_usage" (fraction of the codebook used by all N clips'
-    tokens together), "perplexity" (exp of the entropy of their code histogram)}, reconstructions
-    (N, 3, T, H, W) on the CPU).
+    tokens together), "perplexity" (exp of the entropy of their code histogram), "flat_cell_fraction"
+    and "flat_cell_perplexity" (the share of token cells whose pixels are one flat colour, and the
+    perplexity of their codes)}, reconstructions (N, 3, T, H, W) on the CPU).
+
+    Why the flat cells: a tokenizer that spends many codes on a plain background (its perplexity there
+    far above 1) hands the generator near-random targets for most of the clip.
     """
     from vidgen.evaluation.metrics import psnr, ssim
 
-    reconstructions, indices = [], []
+    reconstructions, indices, flat = [], [], []
     for start in range(0, len(videos), batch_size):
         chunk = videos[start:start + batch_size].to(device)
         tokens = model.encode(chunk)                                   # (b, t, h, w)
-        indices.append(tokens.flatten().cpu())
+        indices.append(tokens.cpu())
+        flat.append(flat_cells(chunk.float().cpu(), tuple(tokens.shape[1:])))
         reconstructions.append(model.decode_indices(tokens).float().cpu())
     reconstruction = torch.cat(reconstructions)
-    counts = torch.bincount(torch.cat(indices), minlength=model.config.codebook_size).double()
-    probs = counts / counts.sum()
-    entropy = -(probs[probs > 0] * probs[probs > 0].log()).sum()
+    indices, flat = torch.cat(indices), torch.cat(flat)
+    size = model.config.codebook_size
     metrics = {"psnr": psnr(reconstruction, videos), "ssim": ssim(reconstruction, videos),
-               "codebook_usage": float((counts > 0).double().mean()), "perplexity": float(entropy.exp())}
+               "codebook_usage": float(indices.unique().numel() / size),
+               "perplexity": code_perplexity(indices, size),
+               "flat_cell_fraction": float(flat.float().mean()),
+               "flat_cell_perplexity": code_perplexity(indices[flat], size)}
     return metrics, reconstruction
 
 
