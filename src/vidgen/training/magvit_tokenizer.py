@@ -199,11 +199,10 @@ def flat_cells(videos: torch.Tensor, grid: tuple[int, int, int], tolerance: floa
 def code_perplexity(indices: torch.Tensor, codebook_size: int) -> float:
     """exp(entropy) of the code histogram of `indices` (any shape): the effective number of codes used
     (1.0 for no indices)."""
-    counts = torch.bincount(indices.flatten().long(), minlength=codebook_size).double()
-    if counts.sum() == 0:
-        return 1.0
-    probs = counts[counts > 0] / counts.sum()
-    return float((-(probs * probs.log()).sum()).exp())
+    from vidgen.tokenizers.quantizers import _usage_stats
+
+    perplexity, _ = _usage_stats(indices.flatten().long(), codebook_size)
+    return float(perplexity)
 
 
 def evaluate_tokenizer(model: nn.Module, videos: torch.Tensor, batch_size: int = 4,
