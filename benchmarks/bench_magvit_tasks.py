@@ -30,17 +30,18 @@ from vidgen.evaluation import magvit_tasks as mt
 from vidgen.evaluation.text_to_video import PROMPT_SETS
 
 
-def condition_use(pipe, count: int) -> dict:
+def condition_use(pipe, count: int, batch_size: int = 8) -> dict:
     """`magvit_tasks.class_condition_use` on `count` single-object Shapes clips of the training classes."""
     from vidgen.data.shapes import ShapesDataset
+    from vidgen.tasks.commit import encode_tokens
 
     data = ShapesDataset(split="train", num_items=count, size=pipe.height, num_frames=pipe.num_frames,
                          max_objects=1, seed=3)
-    videos = torch.stack([data[i]["video"] for i in range(count)]).to(next(pipe.tokenizer.parameters()).device)
-    with torch.no_grad():
-        tokens = torch.cat([pipe.tokenizer.encode(v[None].to(next(pipe.tokenizer.parameters()).dtype))
-                            for v in videos])
-    labels = torch.tensor([int(data[i]["class_id"]) for i in range(count)])
+    items = [data[i] for i in range(count)]
+    weight = next(pipe.tokenizer.parameters())
+    videos = torch.stack([item["video"] for item in items]).to(weight.device, weight.dtype)
+    tokens = torch.cat([encode_tokens(pipe.tokenizer, videos[i:i + batch_size]) for i in range(0, count, batch_size)])
+    labels = torch.tensor([int(item["class_id"]) for item in items])
     return mt.class_condition_use(pipe.transformer, tokens, labels)
 
 

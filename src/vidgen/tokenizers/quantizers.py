@@ -34,7 +34,7 @@ from torch import nn
 
 from vidgen.errors import VidgenError
 
-__all__ = ["LookupFreeQuantizer", "QuantizerOutput", "VectorQuantizer", "entropy_loss_from_logits"]
+__all__ = ["LookupFreeQuantizer", "QuantizerOutput", "VectorQuantizer", "entropy_loss_from_logits", "usage_stats"]
 
 
 @dataclass
@@ -69,9 +69,9 @@ def entropy_loss_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return sample_entropy - avg_entropy
 
 
-def _usage_stats(flat_indices: torch.Tensor, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(perplexity, usage fraction) of a 1D tensor of token ids."""
-    counts = torch.bincount(flat_indices, minlength=vocab_size).float()
+def usage_stats(indices: torch.Tensor, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(perplexity, usage fraction) of token ids of any shape (perplexity 1 and usage 0 for none)."""
+    counts = torch.bincount(indices.flatten().long(), minlength=vocab_size).float()
     probs = counts / counts.sum().clamp_min(1.0)
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()
     return entropy.exp(), (counts > 0).float().mean()
@@ -181,7 +181,7 @@ class VectorQuantizer(nn.Module):
             # Straight-through: the value of the code, the gradient of the identity.
             quantized_flat = flat + (chosen - flat).detach()
             with torch.no_grad():
-                perplexity, usage = _usage_stats(flat_indices, self.codebook_size)
+                perplexity, usage = usage_stats(flat_indices, self.codebook_size)
 
         b = z.shape[0]
         spatial = z.shape[2:]
@@ -298,7 +298,7 @@ class LookupFreeQuantizer(nn.Module):
             quantized_flat = flat + (codes - flat).detach()
             with torch.no_grad():
                 if self.num_bits <= 20:
-                    perplexity, usage = _usage_stats(flat_indices, self.vocab_size)
+                    perplexity, usage = usage_stats(flat_indices, self.vocab_size)
                 else:  # a histogram of 2^bits bins would not fit; count distinct ids instead
                     distinct = torch.unique(flat_indices).numel()
                     perplexity, usage = flat.new_tensor(float("nan")), flat.new_tensor(distinct / self.vocab_size)

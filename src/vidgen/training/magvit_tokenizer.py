@@ -34,6 +34,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vidgen.errors import VidgenError
+from vidgen.tokenizers.quantizers import usage_stats
 from vidgen.training.adversarial import GANOptions, build_discriminator
 from vidgen.training.data import SelectKeys
 from vidgen.training.recipes import (
@@ -179,7 +180,6 @@ def heldout_dataset(recipe: Recipe, count: int) -> Dataset:
     return torch.utils.data.Subset(dataset, range(min(count, len(dataset))))
 
 
-@torch.no_grad()
 def flat_cells(videos: torch.Tensor, grid: tuple[int, int, int], tolerance: float = 0.02) -> torch.Tensor:
     """Token cells whose pixels are all one colour (e.g. the black background of Shapes clips).
 
@@ -199,12 +199,11 @@ def flat_cells(videos: torch.Tensor, grid: tuple[int, int, int], tolerance: floa
 def code_perplexity(indices: torch.Tensor, codebook_size: int) -> float:
     """exp(entropy) of the code histogram of `indices` (any shape): the effective number of codes used
     (1.0 for no indices)."""
-    from vidgen.tokenizers.quantizers import _usage_stats
-
-    perplexity, _ = _usage_stats(indices.flatten().long(), codebook_size)
+    perplexity, _ = usage_stats(indices, codebook_size)
     return float(perplexity)
 
 
+@torch.no_grad()
 def evaluate_tokenizer(model: nn.Module, videos: torch.Tensor, batch_size: int = 4,
                        device: torch.device | str = "cpu") -> tuple[dict[str, float], torch.Tensor]:
     """Reconstruct `videos` (N, 3, T, H, W) in [-1, 1] through the tokens of `model`.
@@ -229,9 +228,9 @@ def evaluate_tokenizer(model: nn.Module, videos: torch.Tensor, batch_size: int =
     reconstruction = torch.cat(reconstructions)
     indices, flat = torch.cat(indices), torch.cat(flat)
     size = model.config.codebook_size
+    perplexity, usage = usage_stats(indices, size)
     metrics = {"psnr": psnr(reconstruction, videos), "ssim": ssim(reconstruction, videos),
-               "codebook_usage": float(indices.unique().numel() / size),
-               "perplexity": code_perplexity(indices, size),
+               "codebook_usage": float(usage), "perplexity": float(perplexity),
                "flat_cell_fraction": float(flat.float().mean()),
                "flat_cell_perplexity": code_perplexity(indices[flat], size)}
     return metrics, reconstruction
