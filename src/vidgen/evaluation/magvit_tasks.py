@@ -61,6 +61,7 @@ from einops import rearrange
 from vidgen.errors import VidgenError
 from vidgen.evaluation.metrics import psnr, ssim
 from vidgen.evaluation.shapes_eval import object_trajectory, score_video
+from vidgen.tasks.masking import commit_inputs
 from vidgen.tasks.regions import pad_condition
 from vidgen.tasks.registry import PIXEL_TASKS, Task, get_task
 
@@ -510,14 +511,15 @@ def class_condition_use(transformer, tokens: torch.Tensor, class_ids: torch.Tens
         if not 0.0 < ratio <= 1.0:
             raise VidgenError(f"mask ratio {ratio} must be in (0, 1]")
         masked = (torch.rand(tokens.shape, generator=generator) < ratio).to(device)
-        inputs = torch.where(masked, torch.full_like(tokens, transformer.mask_token_id), tokens)
+        # As training and decoding build CG inputs: [MASK] where masked, no condition region.
+        inputs, refine = commit_inputs(tokens, masked, transformer.mask_token_id)
         row = {}
         for name, label in labels.items():
-            logits = transformer(inputs, task=task, class_labels=label).float()   # (N, t, h, w, K)
-            ce = F.cross_entropy(logits[masked], tokens[masked])
-            row[name] = float(ce)
+            logits = transformer(inputs, task=task, class_labels=label, condition_positions=refine)
+            logits = logits.float()[masked]                                    # (M, K)
+            row[name] = float(F.cross_entropy(logits, tokens[masked]))
             if name != "wrong":
-                row[f"accuracy_{name}"] = float((logits[masked].argmax(-1) == tokens[masked]).float().mean())
+                row[f"accuracy_{name}"] = float((logits.argmax(-1) == tokens[masked]).float().mean())
         row["gain"] = row["null"] - row["right"]
         report[f"{ratio:g}"] = row
     return report

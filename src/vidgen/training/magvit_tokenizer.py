@@ -220,10 +220,10 @@ def evaluate_tokenizer(model: nn.Module, videos: torch.Tensor, batch_size: int =
 
     reconstructions, indices, flat = [], [], []
     for start in range(0, len(videos), batch_size):
-        chunk = videos[start:start + batch_size].to(device)
-        tokens = model.encode(chunk)                                   # (b, t, h, w)
+        chunk = videos[start:start + batch_size]
+        tokens = model.encode(chunk.to(device))                        # (b, t, h, w)
         indices.append(tokens.cpu())
-        flat.append(flat_cells(chunk.float().cpu(), tuple(tokens.shape[1:])))
+        flat.append(flat_cells(chunk.float(), tuple(tokens.shape[1:])))
         reconstructions.append(model.decode_indices(tokens).float().cpu())
     reconstruction = torch.cat(reconstructions)
     indices, flat = torch.cat(indices), torch.cat(flat)
