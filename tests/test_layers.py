@@ -9,12 +9,17 @@ import torch.nn.functional as F
 from vidgen.errors import VidgenError
 from vidgen.layers.adaln import AdaLayerNorm, AdaLNZero, ExpertAdaLN, modulate
 from vidgen.layers.attention import Attention, FeedForward
-from vidgen.layers.embeddings import (TimestepEmbedding, sincos_1d_table, sincos_3d_table,
-                                      sinusoidal_embedding)
-from vidgen.layers.masks import (causal_mask, combine_masks, grid_coordinates, local_window_mask,
-                                 padding_mask, prefix_lm_mask)
+from vidgen.layers.embeddings import TimestepEmbedding, sincos_1d_table, sincos_3d_table, sinusoidal_embedding
+from vidgen.layers.masks import (
+    causal_mask,
+    combine_masks,
+    grid_coordinates,
+    local_window_mask,
+    padding_mask,
+    prefix_lm_mask,
+)
 from vidgen.layers.pseudo3d import Pseudo3DAttention, Pseudo3DConv
-from vidgen.layers.rope import (RotaryEmbedding1D, RotaryEmbedding3D, apply_rope, split_head_dim_3d)
+from vidgen.layers.rope import RotaryEmbedding1D, RotaryEmbedding3D, apply_rope, split_head_dim_3d
 
 
 @pytest.fixture(autouse=True)

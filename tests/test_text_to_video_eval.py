@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from vidgen.data.shapes import HELDOUT_TRIPLES, TRAIN_TRIPLES, render_objects, sample_objects, training_caption_set
+from vidgen.data.shapes import (
+    HELDOUT_TRIPLES,
+    TRAIN_TRIPLES,
+    render_objects,
+    sample_objects,
+    training_caption_set,
+)
 from vidgen.errors import VidgenError
 from vidgen.evaluation.text_to_video import evaluate_text_to_video, heldout_prompts, prompt_set
 

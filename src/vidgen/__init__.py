@@ -33,7 +33,7 @@ _LAZY = {
     "VidgenError": "vidgen.errors:VidgenError",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *list(_LAZY)]  # noqa: PLE0604 (the lazy names are strings)
 
 
 def __getattr__(name: str):

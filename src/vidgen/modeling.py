@@ -20,7 +20,7 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -33,7 +33,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
-T = TypeVar("T", bound="PretrainedModel")
 C = TypeVar("C")
 
 
@@ -288,8 +287,8 @@ class PretrainedModel(nn.Module):
         return config_from_dict(cls.config_class, data, source=str(path))
 
     @classmethod
-    def from_pretrained(cls: type[T], name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | None = None) -> T:
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None) -> Self:
         """Load a model saved by `save_pretrained` from a local folder or a bundled model name."""
         directory = resolve_model_path(name_or_path)
         config = cls.load_config(directory)

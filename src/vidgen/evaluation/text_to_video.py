@@ -17,7 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vidgen.data.shapes import HELDOUT_TRIPLES, canonical_caption, heldout_eval_prompts, two_object_eval_prompts, varied_caption
+from vidgen.data.shapes import (
+    HELDOUT_TRIPLES,
+    canonical_caption,
+    heldout_eval_prompts,
+    two_object_eval_prompts,
+    varied_caption,
+)
 from vidgen.errors import VidgenError
 from vidgen.evaluation.shapes_eval import score_video
 

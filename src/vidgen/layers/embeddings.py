@@ -77,7 +77,7 @@ def sincos_3d_table(t_positions: torch.Tensor, h_positions: torch.Tensor, w_posi
     `temporal_fraction` of the channels encode t (CogVideoX-2B: 1/4), the rest (h, w) as in
     `sincos_2d_table`.
     """
-    dim_t = int(round(dim * temporal_fraction))
+    dim_t = round(dim * temporal_fraction)
     dim_s = dim - dim_t
     spatial = sincos_2d_table(h_positions, w_positions, dim_s)  # (H*W, dim_s)
     temporal = sincos_1d_table(t_positions, dim_t)  # (T, dim_t)
