@@ -45,9 +45,12 @@ def vae_reconstruction(pipe, clips: int) -> dict:
     return {"clips": clips, "psnr": statistics.mean(psnrs), "ssim": statistics.mean(ssims)}
 
 
-def vae_shape_robustness(vae, clips: int, sigmas=(0.0, 0.1, 0.2, 0.3), scaling_factor: float | None = None) -> dict:
-    """Shape accuracy and mean fill ratio of decode(z + sigma / scaling_factor * n), per shape (item 4)."""
+def vae_shape_robustness(vae, clips: int, sigmas=(0.0, 0.1, 0.2, 0.3), latent_norm=None) -> dict:
+    """Shape accuracy and mean fill ratio per shape of decode(denormalize(normalize(z) + sigma * n)): noise
+    of std sigma in the diffusion model's units (`latent_norm`, a `LatentNormalizer`; default: LDM's scale
+    fitted to these clips), i.e. an x0 error of that size (item 4)."""
     from vidgen.data.shapes import SHAPES, ShapesDataset
+    from vidgen.diffusion.latent_norm import LatentNormalizer
     from vidgen.evaluation.shapes_eval import detect_objects
     from vidgen.io import tensor_to_frames
 
@@ -56,13 +59,14 @@ def vae_shape_robustness(vae, clips: int, sigmas=(0.0, 0.1, 0.2, 0.3), scaling_f
     device = next(vae.parameters()).device
     with torch.inference_mode():
         latents = torch.cat([vae.encode(item["video"][None].to(device)) for item in items])
-        scaling_factor = scaling_factor or 1.0 / latents.std().item()
+        latent_norm = latent_norm or LatentNormalizer.fit(latents.cpu(), None, "scale")
         generator = torch.Generator().manual_seed(0)
-        results = {"clips": clips, "scaling_factor": scaling_factor, "sigmas": {}}
+        results = {"clips": clips, "latent_norm": latent_norm.mode, "sigmas": {}}
         for sigma in sigmas:
             noise = torch.randn(latents.shape, generator=generator).to(device)
             per_shape: dict[str, list[tuple[bool, float]]] = {shape: [] for shape in SHAPES}
-            for item, z in zip(items, latents + sigma / scaling_factor * noise):
+            noisy = latent_norm.denormalize(latent_norm.normalize(latents) + sigma * noise)
+            for item, z in zip(items, noisy):
                 video = vae.decode(z[None]).float().clamp(-1, 1)[0].cpu()
                 found = detect_objects(tensor_to_frames(video))
                 shape = item["labels"]["objects"][0]["shape"]
@@ -118,7 +122,7 @@ def main() -> None:
         results["robustness"] = {}
         if args.robustness:
             results["robustness"][args.model] = vae_shape_robustness(pipe.vae, args.robustness_clips,
-                                                                      scaling_factor=pipe.latent_scaling_factor)
+                                                                      latent_norm=pipe.latent_norm)
         for folder in args.robustness_vae:
             vae = CogVideoXVAE.from_pretrained(folder).to(pipe.device).eval()
             results["robustness"][folder] = vae_shape_robustness(vae, args.robustness_clips)
@@ -136,7 +140,7 @@ def main() -> None:
           f"| {g['median_s']:.2f} s (min {g['min_s']:.2f}, max {g['max_s']:.2f}; bf16 {g['bf16']}) |")
     for name, r in results.get("robustness", {}).items():
         print(f"\nVAE {name}: shape of decode(z + sigma n), {r['clips']} single-object held-out clips, "
-              f"scaling factor {r['scaling_factor']:.4f}\n")
+              f"noise in {r['latent_norm']}-normalised units\n")
         shapes = list(next(iter(r["sigmas"].values())))
         print("| sigma | " + " | ".join(f"{s} accuracy (fill)" for s in shapes) + " |")
         print("| --- |" + " --- |" * len(shapes))

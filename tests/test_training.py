@@ -744,6 +744,7 @@ def test_transformer_smoke_resume_is_exact_and_reuses_cache(tmp_path, tiny_vae_d
 
 def test_transformer_objective_caption_dropout_uses_empty_prompt():
     from vidgen.diffusion import NoiseSchedule
+    from vidgen.diffusion.latent_norm import LatentNormalizer
     from vidgen.training.cogvideox import ConditionOptions, TransformerObjective
     from vidgen.training.latent_cache import LatentCache
 
@@ -760,10 +761,50 @@ def test_transformer_objective_caption_dropout_uses_empty_prompt():
     for dropout, expected in ((0.0, [[1, 2, 1, 2]]), (1.0, [[0, 0, 0, 0]])):
         seen.clear()
         objective = TransformerObjective(cache, NoiseSchedule(), ConditionOptions(cond_dropout=dropout), "uniform",
-                                         torch.device("cpu"))
+                                         torch.device("cpu"), LatentNormalizer.from_scaling_factor(0.5, 2))
         batch = {"mean": cache.mean, "std": cache.std, "caption_index": cache.caption_index}
         out = objective(model, batch, torch.Generator().manual_seed(0))
         assert seen == expected and out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+
+
+def test_whitened_latents_recipe_fits_the_map_to_the_cache_and_trains_on_it(tmp_path, tiny_vae_dir):
+    from vidgen.diffusion import NoiseSchedule
+    from vidgen.diffusion.latent_norm import LatentNormalizer
+    from vidgen.modeling import read_json
+    from vidgen.pipelines import load_pipeline
+    from vidgen.training.cogvideox import ConditionOptions, TransformerObjective
+    from vidgen.training.latent_cache import load_cache
+
+    run = tmp_path / "whiten"
+    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(run), "--steps", "1",
+               "--set", "condition.latent_norm=whiten", *smoke_args(tiny_vae_dir)) == 0
+    settings = read_json(run / "pipeline" / "pipeline.json")
+    cache = load_cache(next((run / "cache").iterdir()))
+    expected = LatentNormalizer.fit(cache.mean, cache.std, "whiten", 0.01)
+    stored = LatentNormalizer.from_dict(settings["latent_normalization"])
+    assert stored.mode == "whiten" and torch.allclose(stored.matrix, expected.matrix)
+    assert torch.allclose(stored.mean, expected.mean)
+    pipe = load_pipeline(run / "pipeline", device="cpu")
+    assert pipe.latent_norm.mode == "whiten" and torch.allclose(pipe.latent_norm.inverse, expected.inverse)
+
+    # The objective trains on normalize(z): with std 0 and a model that returns the true v, the loss is
+    # 0 only if the target was built from the whitened latents (and a scale map gives a non-zero loss).
+    schedule = NoiseSchedule()
+
+    def oracle(norm):
+        def model(z_t, text, t, text_mask=None):  # x0 = alpha z_t - sigma v  =>  v = (alpha z_t - x0) / sigma
+            alpha, sigma = (c.view(-1, 1, 1, 1, 1).float() for c in schedule.alpha_sigma(t))
+            return (alpha * z_t - norm.normalize(cache.mean[:2])) / sigma
+        return model
+
+    batch = {"mean": cache.mean[:2], "std": torch.zeros_like(cache.std[:2]), "caption_index": cache.caption_index[:2]}
+    objective = TransformerObjective(cache, schedule, ConditionOptions(cond_dropout=0.0), "uniform",
+                                     torch.device("cpu"), expected)
+    assert objective(oracle(expected), batch, torch.Generator().manual_seed(0))["loss"] < 1e-8
+    scale = LatentNormalizer.from_scaling_factor(cache.scaling_factor, expected.channels)
+    assert objective(oracle(scale), batch, torch.Generator().manual_seed(0))["loss"] > 1e-3
+    with pytest.raises(VidgenError, match="condition.latent_norm = 'pca': expected one of scale, channel, whiten"):
+        ConditionOptions(latent_norm="pca")
 
 
 def test_init_from_fine_tunes_from_a_model_or_pipeline_folder(tmp_path, tiny_vae_dir, transformer_smoke_run, capsys):

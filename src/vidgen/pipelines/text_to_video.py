@@ -10,7 +10,9 @@ A pipeline folder (bundled or local) holds
 `pipeline.json` keys: `_class_name` ("CogVideoXPipeline"), `system`, `text_encoder` (a name for
 `load_text_encoder`, e.g. "minilm", or a folder relative to the pipeline folder), `text_max_length`,
 `latent_scaling_factor`, `schedule` (`NoiseSchedule` fields), `default_steps`, `default_guidance`,
-`num_frames`, `height`, `width`, `fps`, and optionally `recipe`, `sampler`, `max_frames`.
+`num_frames`, `height`, `width`, `fps`, and optionally `recipe`, `sampler`, `max_frames` and
+`latent_normalization` (a `LatentNormalizer.to_dict()`: how VAE latents map to the transformer's data;
+without it, latents are multiplied by `latent_scaling_factor`, as LDM and CogVideoX do).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import torch
 
 from vidgen.diffusion.guidance import cfg_model_fn
+from vidgen.diffusion.latent_norm import LatentNormalizer
 from vidgen.diffusion.rng import randn
 from vidgen.diffusion.samplers import sample_ddim, sample_dpmpp_2m, timesteps_for
 from vidgen.diffusion.schedules import NoiseSchedule
@@ -57,12 +60,18 @@ class CogVideoXPipeline:
 
     def __init__(self, vae: CogVideoXVAE, transformer: CogVideoXTransformer, text_encoder_name: str,
                  schedule: NoiseSchedule, latent_scaling_factor: float, settings: dict[str, Any] | None = None,
-                 device: str | torch.device | None = None, bf16: bool | None = None, name: str = "cogvideox"):
+                 device: str | torch.device | None = None, bf16: bool | None = None, name: str = "cogvideox",
+                 latent_norm: LatentNormalizer | None = None):
         self.device = torch.device(device) if device is not None else default_device()
         self.vae = vae.to(self.device).eval()
         self.transformer = transformer.to(self.device).eval()
         self.schedule = schedule
         self.latent_scaling_factor = float(latent_scaling_factor)
+        self.latent_norm = latent_norm or LatentNormalizer.from_scaling_factor(
+            self.latent_scaling_factor, vae.config.latent_channels)
+        if self.latent_norm.channels != vae.config.latent_channels:
+            raise VidgenError(f"latent normalisation is for {self.latent_norm.channels} channels; the VAE has "
+                              f"{vae.config.latent_channels}")
         self.settings = dict(settings or {})
         self.name = name
         self.text_encoder_name = text_encoder_name
@@ -91,10 +100,16 @@ class CogVideoXPipeline:
             schedule = NoiseSchedule(**settings["schedule"])
         except TypeError as error:
             raise VidgenError(f"{folder / PIPELINE_FILE}: bad schedule {settings['schedule']}: {error}") from None
+        latent_norm = None
+        if "latent_normalization" in settings:
+            try:
+                latent_norm = LatentNormalizer.from_dict(settings["latent_normalization"])
+            except VidgenError as error:
+                raise VidgenError(f"{folder / PIPELINE_FILE}: {error}") from None
         vae = CogVideoXVAE.from_pretrained(folder / "vae")
         transformer = CogVideoXTransformer.from_pretrained(folder / "transformer")
         return cls(vae, transformer, text_encoder, schedule, settings["latent_scaling_factor"], settings,
-                   device=device, bf16=bf16, name=Path(str(name_or_path)).name)
+                   device=device, bf16=bf16, name=Path(str(name_or_path)).name, latent_norm=latent_norm)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -102,6 +117,9 @@ class CogVideoXPipeline:
         self.transformer.save_pretrained(folder / "transformer")
         settings = {**self.settings, "_class_name": "CogVideoXPipeline", "text_encoder": self.text_encoder_name,
                     "latent_scaling_factor": self.latent_scaling_factor, "schedule": self.schedule.to_dict()}
+        settings.pop("latent_normalization", None)
+        if self.latent_norm.mode != "scale":
+            settings["latent_normalization"] = self.latent_norm.to_dict()
         write_json(folder / PIPELINE_FILE, settings)
         return folder
 
@@ -142,7 +160,7 @@ class CogVideoXPipeline:
                 raise VidgenError(f"{label} has {len(text)} characters; at most {MAX_PROMPT_CHARS} are allowed")
         t = self.vae.config.temporal_compression
         if not isinstance(num_frames, int) or num_frames < 1 or (num_frames - 1) % t or num_frames > self.max_frames:
-            allowed = ", ".join(str(1 + t * k) for k in range(0, (self.max_frames - 1) // t + 1))
+            allowed = ", ".join(str(1 + t * k) for k in range((self.max_frames - 1) // t + 1))
             raise VidgenError(f"num_frames={num_frames} is not allowed: this model takes {t}k+1 frames up to "
                               f"{self.max_frames} ({allowed})")
         multiple, smallest, largest = self.allowed_sizes()
@@ -201,8 +219,9 @@ class CogVideoXPipeline:
 
         latents = SAMPLERS[sampler](model_fn, noise, self.schedule, timesteps, generator=generator,
                                     callback=on_step, progress=progress)
+        latents = self.latent_norm.denormalize(latents)  # float32, outside autocast
         with autocast_context(self.device, self.bf16):
-            video = self.vae.decode(latents / self.latent_scaling_factor)
+            video = self.vae.decode(latents)
         video = video.float().clamp(-1, 1)[0]
         info = {"prompt": prompt, "negative_prompt": negative_prompt, "seed": seed, "steps": steps,
                 "guidance_scale": guidance, "sampler": sampler, "model": self.name,

@@ -224,6 +224,10 @@ class ConditionOptions:
              checkpointed generator: resumable), "mean" always uses the posterior mean.
     cond_dropout: probability that a caption is replaced by "" (trains the unconditional model that
              classifier-free guidance needs).
+    latent_norm: how latents become the diffusion model's data (`vidgen.diffusion.latent_norm`):
+             "scale" (LDM's 1 / std, CogVideoX's), "channel" (per-channel mean and std) or "whiten"
+             (PCA whitening of the channel vector), fitted to the cache; saved in pipeline.json.
+    latent_norm_eps: "whiten" only: eigenvalue floor as a fraction of their mean.
     """
 
     vae: str = "runs/cogvideox-shapes-vae/final"
@@ -232,6 +236,8 @@ class ConditionOptions:
     cond_dropout: float = 0.1
     latents: str = "sample"
     encode_batch_size: int = 16
+    latent_norm: str = "scale"
+    latent_norm_eps: float = 0.01
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.cond_dropout <= 1.0:
@@ -240,6 +246,12 @@ class ConditionOptions:
             raise VidgenError(f"condition.latents = {self.latents!r}: expected 'sample' or 'mean'")
         if self.encode_batch_size < 1:
             raise VidgenError(f"condition.encode_batch_size = {self.encode_batch_size}: expected >= 1")
+        from vidgen.diffusion.latent_norm import MODES
+
+        if self.latent_norm not in MODES:
+            raise VidgenError(f"condition.latent_norm = {self.latent_norm!r}: expected one of {', '.join(MODES)}")
+        if not 0.0 <= self.latent_norm_eps <= 10.0:
+            raise VidgenError(f"condition.latent_norm_eps = {self.latent_norm_eps!r}: expected a number in [0, 10]")
 
 
 @dataclasses.dataclass
@@ -300,10 +312,10 @@ class TransformerObjective:
     """v-prediction loss on cached latents with caption dropout; every draw from `generator`."""
 
     def __init__(self, cache: Any, schedule: Any, condition: ConditionOptions, timestep_sampling: str,
-                 device: torch.device):
+                 device: torch.device, latent_norm: Any):
         self.text_embeddings = cache.text_embeddings.to(device)  # (U, L, D), row 0 = ""
         self.text_mask = cache.text_mask.to(device)              # (U, L)
-        self.scaling_factor = cache.scaling_factor
+        self.latent_norm = latent_norm                           # LatentNormalizer: z -> x0
         self.schedule = schedule
         self.condition = condition
         self.timestep_sampling = timestep_sampling
@@ -316,7 +328,7 @@ class TransformerObjective:
         z = mean
         if self.condition.latents == "sample":
             z = mean + std * randn(mean.shape, generator, mean.device, torch.float32)
-        x0 = z * self.scaling_factor
+        x0 = self.latent_norm.normalize(z)
         index = batch["caption_index"]  # (B,)
         if self.condition.cond_dropout > 0:
             drop = rand(index.shape, generator, index.device) < self.condition.cond_dropout
@@ -333,6 +345,7 @@ class TransformerObjective:
 
 
 def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
+    from vidgen.diffusion.latent_norm import LatentNormalizer
     from vidgen.modeling import resolve_model_path
     from vidgen.text import load_text_encoder
     from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
@@ -359,7 +372,14 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
 
     latent_channels, latent_t, latent_h, latent_w = cache.mean.shape[1:]
     model = build_model(recipe, in_channels=int(latent_channels), text_dim=int(cache.text_embeddings.shape[-1]))
-    objective = TransformerObjective(cache, schedule, condition, diffusion.timestep_sampling, context.device)
+    if condition.latent_norm == "scale":  # the cache's factor: pipelines of earlier versions match it exactly
+        latent_norm = LatentNormalizer.from_scaling_factor(cache.scaling_factor, int(latent_channels))
+    else:
+        latent_norm = LatentNormalizer.fit(cache.mean, cache.std, condition.latent_norm, condition.latent_norm_eps)
+        context.log(f"latent normalisation {condition.latent_norm} (eps {condition.latent_norm_eps:g}) fitted "
+                    f"to {len(cache)} cached clips")
+    objective = TransformerObjective(cache, schedule, condition, diffusion.timestep_sampling, context.device,
+                                     latent_norm)
     num_frames, height, width = vae.video_shape(int(latent_t), int(latent_h), int(latent_w))
     settings = {
         "_class_name": "CogVideoXPipeline",
@@ -367,6 +387,7 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
         "text_encoder": condition.text_encoder,
         "text_max_length": condition.text_max_length,
         "latent_scaling_factor": cache.scaling_factor,
+        **({} if condition.latent_norm == "scale" else {"latent_normalization": latent_norm.to_dict()}),
         "schedule": schedule.to_dict(),
         "default_steps": sample.steps,
         "default_guidance": sample.guidance,
@@ -386,7 +407,8 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
         from vidgen.pipelines.text_to_video import CogVideoXPipeline
 
         return CogVideoXPipeline(vae, transformer, condition.text_encoder, schedule, cache.scaling_factor,
-                                 settings, device=context.device, bf16=False, name=recipe.name)
+                                 settings, device=context.device, bf16=False, name=recipe.name,
+                                 latent_norm=latent_norm)
 
     def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:
         pipe = pipeline_for(model)

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from vidgen.diffusion.latent_norm import latent_scaling_factor
 from vidgen.errors import CheckpointError
 from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safetensors, read_json, write_json
 from vidgen.training.data import ItemView
@@ -140,13 +141,6 @@ def encode_unique_captions(captions: Sequence[str], text_encoder: Any, batch_siz
         embeddings.append(encoded.embeddings.float().cpu())
         masks.append(encoded.mask.bool().cpu())
     return unique, caption_index, torch.cat(embeddings), torch.cat(masks)
-
-
-def latent_scaling_factor(mean: torch.Tensor, std: torch.Tensor) -> float:
-    """1 / std of z ~ q(z | x) over all elements of the dataset: Var(z) = Var(mean) + E[std^2]."""
-    mean64, std64 = mean.double(), std.double()
-    variance = mean64.var(unbiased=False) + std64.pow(2).mean()
-    return float(1.0 / variance.sqrt())
 
 
 @torch.no_grad()
