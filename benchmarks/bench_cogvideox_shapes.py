@@ -17,6 +17,16 @@ Measures, and prints as markdown:
 
     .venv/bin/python benchmarks/bench_cogvideox_shapes.py --skip-eval --robustness \
         --robustness-vae runs/cogvideox-shapes-vae/final runs/cogvideox-shapes-vae-robust/final
+5. With --shape-signal N: how big the square/circle difference is in the diffusion model's data, and
+   whether the transformer uses the shape word. N pairs of clips identical but for the shape (square vs
+   circle, triangle vs circle; same colour, size, position and motion) are encoded; printed: the RMS per
+   element of each difference and of a colour change, in the pipeline's normalised units and under each
+   normalisation fitted to 256 training clips; then, for the pipeline's transformer, the share of the true
+   difference d that its x0 prediction moves when only the shape word changes (prediction with the
+   square prompt minus with the circle prompt, projected on d, over |d|^2; 1 = all of it, 0 = ignored), at
+   several timesteps, from the same noisy latent.
+
+    .venv/bin/python benchmarks/bench_cogvideox_shapes.py --skip-eval --shape-signal 6
 """
 
 from __future__ import annotations
@@ -78,6 +88,69 @@ def vae_shape_robustness(vae, clips: int, sigmas=(0.0, 0.1, 0.2, 0.3), latent_no
     return results
 
 
+def shape_signal(pipe, pairs: int, timesteps=(200, 400, 600, 800)) -> dict:
+    """Item 5: size of the shape differences in latent space and the transformer's use of the shape word."""
+    import numpy as np
+
+    from vidgen.data.shapes import COLOUR_NAMES, ShapeObject, ShapesDataset, render_objects
+    from vidgen.diffusion.latent_norm import MODES, LatentNormalizer
+
+    vae, device = pipe.vae, pipe.device
+    rng = np.random.default_rng(0)
+
+    def encode(objects: list) -> torch.Tensor:
+        frames, _, _ = render_objects(objects, 64, 17)
+        return vae.encode(torch.from_numpy(frames * 2 - 1)[None].to(device)).cpu()
+
+    with torch.inference_mode():
+        train = ShapesDataset("train", num_items=256, max_objects=1, seed=0)
+        reference = torch.cat([vae.encode(torch.stack([train[i]["video"] for i in range(j, j + 16)]).to(device)).cpu()
+                               for j in range(0, 256, 16)])
+        norms = {"pipeline": pipe.latent_norm, **{m: LatentNormalizer.fit(reference, None, m) for m in MODES}}
+        clips = []
+        for k in range(pairs):
+            colour, other = COLOUR_NAMES[k % 6], COLOUR_NAMES[(k + 2) % 6]
+            y, x = rng.uniform(16, 48, 2)
+            radius = rng.uniform(8.5, 10.5)
+
+            def clip(shape: str, colour: str) -> torch.Tensor:
+                return encode([ShapeObject(colour, shape, "left", (y, x), (0.0, -1.0), radius, 0.35)])  # noqa: B023
+
+            clips.append({"square": clip("square", colour), "circle": clip("circle", colour),
+                          "triangle": clip("triangle", colour), "colour": clip("square", other), "name": colour})
+
+        def rms(a: torch.Tensor) -> float:
+            return float(a.pow(2).mean().sqrt())
+
+        geometry = {}
+        for name, norm in norms.items():
+            f = norm.normalize
+            geometry[name] = {
+                "square-circle": statistics.mean(rms(f(c["square"]) - f(c["circle"])) for c in clips),
+                "triangle-circle": statistics.mean(rms(f(c["triangle"]) - f(c["circle"])) for c in clips),
+                "colour": statistics.mean(rms(f(c["square"]) - f(c["colour"])) for c in clips)}
+        use: dict[str, dict[str, float]] = {}
+        generator = torch.Generator().manual_seed(0)
+        for shape in ("square", "triangle"):
+            shares: dict[int, list[float]] = {t: [] for t in timesteps}
+            for c in clips:
+                a, b = (pipe.latent_norm.normalize(c[s]).to(device) for s in (shape, "circle"))
+                prompts = [pipe.text_encoder.encode([f"a {c['name']} {s} moving left"]) for s in (shape, "circle")]
+                length = max(p.seq_len for p in prompts)
+                prompts = [p.pad_to(length).to(device) for p in prompts]
+                d = (a - b).flatten().float()
+                for t in timesteps:
+                    noise = torch.randn(a.shape, generator=generator).to(device)
+                    for x0 in (a, b):
+                        z_t = pipe.schedule.add_noise(x0, noise, t)
+                        tt = torch.tensor([t], device=device)
+                        x0_hat = [pipe.schedule.pred_x0_from_v(
+                            z_t, pipe.transformer(z_t, p.embeddings, tt, text_mask=p.mask).float(), t) for p in prompts]
+                        shares[t].append(float((x0_hat[0] - x0_hat[1]).flatten() @ d / (d @ d)))
+            use[f"{shape}-circle"] = {str(t): statistics.mean(v) for t, v in shares.items()}
+    return {"pairs": pairs, "pipeline_norm": pipe.latent_norm.mode, "geometry": geometry, "word_use": use}
+
+
 def generation_time(pipe, repeats: int) -> dict:
     prompt = "a red circle moving left"
     pipe(prompt, seed=0, progress=False)  # warm-up
@@ -102,6 +175,8 @@ def main() -> None:
     parser.add_argument("--robustness", action="store_true", help="item 4: shape of decode(z + sigma n)")
     parser.add_argument("--robustness-vae", nargs="*", default=[], help="more VAE folders for item 4")
     parser.add_argument("--robustness-clips", type=int, default=48)
+    parser.add_argument("--shape-signal", type=int, default=0, metavar="N",
+                        help="item 5: shape differences in latent space and the transformer's use of the word")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.threads:
@@ -126,6 +201,8 @@ def main() -> None:
         for folder in args.robustness_vae:
             vae = CogVideoXVAE.from_pretrained(folder).to(pipe.device).eval()
             results["robustness"][folder] = vae_shape_robustness(vae, args.robustness_clips)
+    if args.shape_signal:
+        results["shape_signal"] = shape_signal(pipe, args.shape_signal)
     if not args.skip_eval:
         reports = evaluate_pipeline(pipe, seeds=args.eval_seeds)
         results["eval"] = {name: {k: r[k] for k in ("colour", "shape", "direction", "all", "n")}
@@ -146,6 +223,18 @@ def main() -> None:
         print("| --- |" + " --- |" * len(shapes))
         for sigma, row in r["sigmas"].items():
             print(f"| {sigma} | " + " | ".join(f"{row[s]['accuracy']:.0%} ({row[s]['fill']:.3f})" for s in shapes) + " |")
+    if "shape_signal" in results:
+        r = results["shape_signal"]
+        print(f"\nShape signal ({r['pairs']} clip pairs): RMS per element of the difference, by latent normalisation "
+              f"(pipeline = {r['pipeline_norm']})\n")
+        print("| normalisation | square - circle | triangle - circle | colour change |\n| --- | --- | --- | --- |")
+        for name, row in r["geometry"].items():
+            print(f"| {name} | {row['square-circle']:.3f} | {row['triangle-circle']:.3f} | {row['colour']:.3f} |")
+        steps = list(next(iter(r["word_use"].values())))
+        print("\nShare of the true difference the x0 prediction moves when only the shape word changes\n")
+        print("| pair | " + " | ".join(f"t = {t}" for t in steps) + " |\n| --- |" + " --- |" * len(steps))
+        for pair, row in r["word_use"].items():
+            print(f"| {pair} | " + " | ".join(f"{row[t]:.3f}" for t in steps) + " |")
     if "eval" in results:
         print("\n| prompt set | videos | colour | shape | direction | all three |\n| --- | --- | --- | --- | --- | --- |")
         for name, r in results["eval"].items():
