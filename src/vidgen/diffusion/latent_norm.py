@@ -39,6 +39,15 @@ from vidgen.errors import VidgenError
 MODES = ("scale", "channel", "whiten")
 
 
+def check_options(mode: str, eps: float, mode_name: str = "latent normalisation mode",
+                  eps_name: str = "latent normalisation eps") -> None:
+    """Raise VidgenError naming the value if `mode` is not one of MODES or `eps` is outside [0, 10]."""
+    if mode not in MODES:
+        raise VidgenError(f"{mode_name} = {mode!r}: expected one of {', '.join(MODES)}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 <= eps <= 10.0:
+        raise VidgenError(f"{eps_name} = {eps!r}: expected a number in [0, 10]")
+
+
 def latent_scaling_factor(mean: torch.Tensor, std: torch.Tensor | None = None) -> float:
     """LDM's 1 / std of z ~ q(z | x) over all elements of a dataset: Var(z) = Var(mean) + E[std^2]."""
     variance = mean.double().var(unbiased=False)
@@ -62,8 +71,7 @@ class LatentNormalizer:
     eps: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise VidgenError(f"latent normalisation mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        check_options(self.mode, self.eps)
         self.mean = torch.as_tensor(self.mean, dtype=torch.float64).reshape(-1)
         channels = self.mean.numel()
         self.matrix = torch.as_tensor(self.matrix, dtype=torch.float64)
@@ -97,12 +105,9 @@ class LatentNormalizer:
         eps (whiten only): added to every eigenvalue as a fraction of their mean, so a direction with
         almost no variance is scaled by at most (eps * mean eigenvalue) ** -0.5.
         """
-        if mode not in MODES:
-            raise VidgenError(f"latent normalisation mode {mode!r}: expected one of {', '.join(MODES)}")
+        check_options(mode, eps)
         if mean.ndim < 2:
             raise VidgenError(f"latents must be (N, C, ...); got shape {tuple(mean.shape)}")
-        if not 0.0 <= eps <= 10.0:
-            raise VidgenError(f"latent normalisation eps = {eps!r}: expected a number in [0, 10]")
         channels = mean.shape[1]
         flat = mean.transpose(0, 1).reshape(channels, -1).double()  # (C, N*T*H*W)
         centre = flat.mean(1)

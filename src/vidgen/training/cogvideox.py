@@ -246,12 +246,9 @@ class ConditionOptions:
             raise VidgenError(f"condition.latents = {self.latents!r}: expected 'sample' or 'mean'")
         if self.encode_batch_size < 1:
             raise VidgenError(f"condition.encode_batch_size = {self.encode_batch_size}: expected >= 1")
-        from vidgen.diffusion.latent_norm import MODES
+        from vidgen.diffusion.latent_norm import check_options
 
-        if self.latent_norm not in MODES:
-            raise VidgenError(f"condition.latent_norm = {self.latent_norm!r}: expected one of {', '.join(MODES)}")
-        if not 0.0 <= self.latent_norm_eps <= 10.0:
-            raise VidgenError(f"condition.latent_norm_eps = {self.latent_norm_eps!r}: expected a number in [0, 10]")
+        check_options(self.latent_norm, self.latent_norm_eps, "condition.latent_norm", "condition.latent_norm_eps")
 
 
 @dataclasses.dataclass
