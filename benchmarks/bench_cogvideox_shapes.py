@@ -105,8 +105,9 @@ def shape_signal(pipe, pairs: int, timesteps=(200, 400, 600, 800)) -> dict:
     vae, device = pipe.vae, pipe.device
     rng = np.random.default_rng(0)
 
-    def encode(objects: list) -> torch.Tensor:
-        frames, _, _ = render_objects(objects, 64, 17)
+    def encode(shape: str, colour: str, centre: tuple[float, float], radius: float) -> torch.Tensor:
+        """One object moving left, rendered and encoded: (1, C, T', H', W')."""
+        frames, _, _ = render_objects([ShapeObject(colour, shape, "left", centre, (0.0, -1.0), radius, 0.35)], 64, 17)
         return vae.encode(torch.from_numpy(frames * 2 - 1)[None].to(device)).cpu()
 
     with torch.inference_mode():
@@ -117,14 +118,9 @@ def shape_signal(pipe, pairs: int, timesteps=(200, 400, 600, 800)) -> dict:
         clips = []
         for k in range(pairs):
             colour, other = COLOUR_NAMES[k % 6], COLOUR_NAMES[(k + 2) % 6]
-            y, x = rng.uniform(16, 48, 2)
-            radius = rng.uniform(8.5, 10.5)
-
-            def clip(shape: str, colour: str) -> torch.Tensor:
-                return encode([ShapeObject(colour, shape, "left", (y, x), (0.0, -1.0), radius, 0.35)])  # noqa: B023
-
-            clips.append({"square": clip("square", colour), "circle": clip("circle", colour),
-                          "triangle": clip("triangle", colour), "colour": clip("square", other), "name": colour})
+            centre, radius = tuple(rng.uniform(16, 48, 2)), rng.uniform(8.5, 10.5)
+            clips.append({**{s: encode(s, colour, centre, radius) for s in ("square", "circle", "triangle")},
+                          "colour": encode("square", other, centre, radius), "name": colour})
 
         def rms(a: torch.Tensor) -> float:
             return float(a.pow(2).mean().sqrt())
@@ -161,7 +157,6 @@ def shape_signal(pipe, pairs: int, timesteps=(200, 400, 600, 800)) -> dict:
 def denoise_from(pipe, starts, clips: int = 6, steps: int = 50) -> dict:
     """Item 6: fill ratio of held-out squares after noising their latents to t and denoising back."""
     from vidgen.data.shapes import ShapesDataset
-    from vidgen.diffusion.guidance import cfg_model_fn
     from vidgen.diffusion.samplers import timesteps_for
     from vidgen.evaluation.shapes_eval import detect_objects
     from vidgen.io import tensor_to_frames
@@ -171,24 +166,14 @@ def denoise_from(pipe, starts, clips: int = 6, steps: int = 50) -> dict:
     squares = [item for item in (dataset[i] for i in range(64)) if item["labels"]["shape_id"] == 1][:clips]
     schedule, sampler = pipe.schedule, SAMPLERS[pipe.settings.get("sampler", "dpm++")]
     full = timesteps_for(schedule, steps, spacing="trailing")
-    empty = pipe.text_encoder.encode([""])
     results = {"clips": len(squares), "steps": steps, "guidance": pipe.default_guidance, "starts": {}}
-
-    def model(z, t, text_embeddings, text_mask):
-        return pipe.transformer(z, text_embeddings, t, text_mask=text_mask).float()
-
     with torch.inference_mode():
         for start in starts:
             fills, judged = [], []
             for k, item in enumerate(squares):
                 x = pipe.latent_norm.normalize(pipe.vae.encode(item["video"][None].to(pipe.device)))
                 if start > 0:
-                    cond = pipe.text_encoder.encode([item["canonical_caption"]])
-                    length = max(cond.seq_len, empty.seq_len)
-                    cond, uncond = cond.pad_to(length).to(pipe.device), empty.pad_to(length).to(pipe.device)
-                    fn = cfg_model_fn(model, {"text_embeddings": cond.embeddings, "text_mask": cond.mask},
-                                      {"text_embeddings": uncond.embeddings, "text_mask": uncond.mask},
-                                      pipe.default_guidance)
+                    fn = pipe.guided_model(item["canonical_caption"], None, pipe.default_guidance)
                     timesteps = [t for t in full if t <= start]
                     generator = torch.Generator().manual_seed(k)
                     noise = torch.randn(x.shape, generator=generator).to(pipe.device)
@@ -213,6 +198,14 @@ def generation_time(pipe, repeats: int) -> dict:
         times.append(time.perf_counter() - started)
     return {"steps": pipe.default_steps, "guidance": pipe.default_guidance, "median_s": statistics.median(times),
             "min_s": min(times), "max_s": max(times), "repeats": repeats, "bf16": pipe.bf16}
+
+
+def print_table(header: list, rows: list[list]) -> None:
+    """A markdown table: header row, separator, one row per list."""
+    print("| " + " | ".join(str(h) for h in header) + " |")
+    print("|" + " --- |" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(c) for c in row) + " |")
 
 
 def main() -> None:
@@ -266,43 +259,41 @@ def main() -> None:
 
     print(f"\n## {args.model} ({results['machine']})\n")
     v, g = results["vae"], results["generation"]
-    print("| measure | value |\n| --- | --- |")
-    print(f"| VAE reconstruction PSNR, {v['clips']} held-out clips 17x64x64 | {v['psnr']:.2f} dB |")
-    print(f"| VAE reconstruction SSIM | {v['ssim']:.4f} |")
-    print(f"| generation time 17x64x64, {g['steps']} steps, CFG {g['guidance']} (median of {g['repeats']}) "
-          f"| {g['median_s']:.2f} s (min {g['min_s']:.2f}, max {g['max_s']:.2f}; bf16 {g['bf16']}) |")
+    print_table(["measure", "value"], [
+        [f"VAE reconstruction PSNR, {v['clips']} held-out clips 17x64x64", f"{v['psnr']:.2f} dB"],
+        ["VAE reconstruction SSIM", f"{v['ssim']:.4f}"],
+        [f"generation time 17x64x64, {g['steps']} steps, CFG {g['guidance']} (median of {g['repeats']})",
+         f"{g['median_s']:.2f} s (min {g['min_s']:.2f}, max {g['max_s']:.2f}; bf16 {g['bf16']})"]])
     for name, r in results.get("robustness", {}).items():
         print(f"\nVAE {name}: shape of decode(z + sigma n), {r['clips']} single-object held-out clips, "
               f"noise in {r['latent_norm']}-normalised units\n")
         shapes = list(next(iter(r["sigmas"].values())))
-        print("| sigma | " + " | ".join(f"{s} accuracy (fill)" for s in shapes) + " |")
-        print("| --- |" + " --- |" * len(shapes))
-        for sigma, row in r["sigmas"].items():
-            print(f"| {sigma} | " + " | ".join(f"{row[s]['accuracy']:.0%} ({row[s]['fill']:.3f})" for s in shapes) + " |")
+        print_table(["sigma", *(f"{s} accuracy (fill)" for s in shapes)],
+                    [[sigma, *(f"{row[s]['accuracy']:.0%} ({row[s]['fill']:.3f})" for s in shapes)]
+                     for sigma, row in r["sigmas"].items()])
     if "shape_signal" in results:
         r = results["shape_signal"]
         print(f"\nShape signal ({r['pairs']} clip pairs): RMS per element of the difference, by latent normalisation "
               f"(pipeline = {r['pipeline_norm']})\n")
-        print("| normalisation | square - circle | triangle - circle | colour change |\n| --- | --- | --- | --- |")
-        for name, row in r["geometry"].items():
-            print(f"| {name} | {row['square-circle']:.3f} | {row['triangle-circle']:.3f} | {row['colour']:.3f} |")
+        print_table(["normalisation", "square - circle", "triangle - circle", "colour change"],
+                    [[name, *(f"{row[k]:.3f}" for k in ("square-circle", "triangle-circle", "colour"))]
+                     for name, row in r["geometry"].items()])
         steps = list(next(iter(r["word_use"].values())))
         print("\nShare of the true difference the x0 prediction moves when only the shape word changes\n")
-        print("| pair | " + " | ".join(f"t = {t}" for t in steps) + " |\n| --- |" + " --- |" * len(steps))
-        for pair, row in r["word_use"].items():
-            print(f"| {pair} | " + " | ".join(f"{row[t]:.3f}" for t in steps) + " |")
+        print_table(["pair", *(f"t = {t}" for t in steps)],
+                    [[pair, *(f"{row[t]:.3f}" for t in steps)] for pair, row in r["word_use"].items()])
     if "denoise_from" in results:
         r = results["denoise_from"]
         print(f"\nHeld-out squares noised to t and denoised back ({r['clips']} clips, {r['steps']}-step schedule, "
               f"guidance {r['guidance']:g})\n")
-        print("| start t | mean fill | judged square | fills |\n| --- | --- | --- | --- |")
-        for start, row in r["starts"].items():
-            print(f"| {start} | {row['mean_fill']:.3f} | {row['square']:.0%} | "
-                  + " ".join(f"{f:.2f}" for f in row["fills"]) + " |")
+        print_table(["start t", "mean fill", "judged square", "fills"],
+                    [[start, f"{row['mean_fill']:.3f}", f"{row['square']:.0%}", " ".join(f"{f:.2f}" for f in row["fills"])]
+                     for start, row in r["starts"].items()])
     if "eval" in results:
-        print("\n| prompt set | videos | colour | shape | direction | all three |\n| --- | --- | --- | --- | --- | --- |")
-        for name, r in results["eval"].items():
-            print(f"| {name} | {r['n']} | {r['colour']:.1%} | {r['shape']:.1%} | {r['direction']:.1%} | {r['all']:.1%} |")
+        print()
+        print_table(["prompt set", "videos", "colour", "shape", "direction", "all three"],
+                    [[name, r["n"], *(f"{r[k]:.1%}" for k in ("colour", "shape", "direction", "all"))]
+                     for name, r in results["eval"].items()])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

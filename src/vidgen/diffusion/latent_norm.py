@@ -109,12 +109,12 @@ class LatentNormalizer:
         if mean.ndim < 2:
             raise VidgenError(f"latents must be (N, C, ...); got shape {tuple(mean.shape)}")
         channels = mean.shape[1]
+        if mode == "scale":
+            return cls.from_scaling_factor(latent_scaling_factor(mean, std), channels)
         flat = mean.transpose(0, 1).reshape(channels, -1).double()  # (C, N*T*H*W)
         centre = flat.mean(1)
         noise_var = (torch.zeros(channels, dtype=torch.float64) if std is None
                      else std.transpose(0, 1).reshape(channels, -1).double().pow(2).mean(1))
-        if mode == "scale":
-            return cls.from_scaling_factor(latent_scaling_factor(mean, std), channels)
         deviation = flat - centre[:, None]
         covariance = deviation @ deviation.T / deviation.shape[1] + torch.diag(noise_var)
         if mode == "channel":

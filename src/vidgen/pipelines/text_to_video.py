@@ -175,6 +175,23 @@ class CogVideoXPipeline:
 
     # ------------------------------------------------------------------ generation
 
+    def guided_model(self, prompt: str, negative_prompt: str | None, guidance_scale: float,
+                     dynamic: bool = False, num_steps: int | None = None) -> Callable:
+        """The sampler's model: (x (B, C, T', H', W'), t) -> v with classifier-free guidance between the
+        prompt and the negative (default empty) prompt; the transformer runs under bf16 autocast when on."""
+        cond = self.text_encoder.encode([prompt])
+        uncond = self.text_encoder.encode([negative_prompt or ""])
+        length = max(cond.seq_len, uncond.seq_len)
+        cond, uncond = cond.pad_to(length).to(self.device), uncond.pad_to(length).to(self.device)
+
+        def model(x, t, text_embeddings, text_mask):
+            with autocast_context(self.device, self.bf16):
+                return self.transformer(x, text_embeddings, t, text_mask=text_mask).float()
+
+        return cfg_model_fn(model, {"text_embeddings": cond.embeddings, "text_mask": cond.mask},
+                            {"text_embeddings": uncond.embeddings, "text_mask": uncond.mask},
+                            guidance_scale, dynamic=dynamic, num_steps=num_steps)
+
     @torch.no_grad()
     def __call__(self, prompt: str, seed: int = 0, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, negative_prompt: str | None = None, num_frames: int = 17,
@@ -195,22 +212,10 @@ class CogVideoXPipeline:
             raise VidgenError(f"seed={seed!r} must be a non-negative integer")
         started = time.perf_counter()
 
-        cond = self.text_encoder.encode([prompt])
-        uncond = self.text_encoder.encode([negative_prompt or ""])
-        length = max(cond.seq_len, uncond.seq_len)
-        cond, uncond = cond.pad_to(length).to(self.device), uncond.pad_to(length).to(self.device)
-
+        model_fn = self.guided_model(prompt, negative_prompt, guidance, dynamic=use_dynamic_cfg, num_steps=steps)
         latent_t, latent_h, latent_w = self.vae.latent_shape(num_frames, height, width)
         generator = torch.Generator("cpu").manual_seed(seed)
         noise = randn((1, self.vae.config.latent_channels, latent_t, latent_h, latent_w), generator, self.device)
-
-        def model(x, t, text_embeddings, text_mask):
-            with autocast_context(self.device, self.bf16):
-                return self.transformer(x, text_embeddings, t, text_mask=text_mask).float()
-
-        model_fn = cfg_model_fn(model, {"text_embeddings": cond.embeddings, "text_mask": cond.mask},
-                                {"text_embeddings": uncond.embeddings, "text_mask": uncond.mask},
-                                guidance, dynamic=use_dynamic_cfg, num_steps=steps)
         timesteps = timesteps_for(self.schedule, steps, spacing="trailing")
 
         def on_step(state: dict) -> None:
