@@ -62,6 +62,10 @@ def main() -> None:
     parser.add_argument("--t2v-seeds", nargs="+", type=int, default=[0, 1], help="seeds per prompt (default 0 1)")
     parser.add_argument("--steps", type=int, default=None, help="decoding steps (default: the model's, 12)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="token sampling temperature of CG and T2V (default: the model's, pipeline.json)")
+    parser.add_argument("--pixel-temperature", type=float, default=None,
+                        help="token sampling temperature of the pixel tasks (default: the model's; 0 = argmax)")
     parser.add_argument("--seed", type=int, default=0, help="generation seed of the first clip (default 0)")
     parser.add_argument("--data-seed", type=int, default=0, help="dataset seed of the held-out clips (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
@@ -76,12 +80,18 @@ def main() -> None:
 
     started = time.perf_counter()
     pipe = load_pipeline(args.model, device=args.device, **({"bf16": False} if args.fp32 else {}))
+    # Temperature overrides go through the pipeline's settings, which every task call reads by default.
+    for key, value in (("temperature", args.temperature), ("pixel_temperature", args.pixel_temperature)):
+        if value is not None:
+            pipe.settings[key] = value
     print(f"model {args.model}: {pipe!r}; torch {torch.__version__}, {args.threads} threads, "
           f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f}")
     clips = mt.heldout_clips(args.shapes, args.digits, num_frames=pipe.num_frames, size=pipe.height,
                              seed=args.data_seed)
     report = {"model": args.model, "clips": {"shapes": args.shapes, "digits": args.digits, "data_seed": args.data_seed},
               "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "threads": args.threads,
+              "temperature": pipe.settings.get("temperature", 1.0),
+              "pixel_temperature": pipe.settings.get("pixel_temperature", pipe.settings.get("temperature", 1.0)),
               "torch": torch.__version__}
     if args.condition_use:
         report["condition_use"] = condition_use(pipe, args.condition_use)

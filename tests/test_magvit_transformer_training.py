@@ -215,6 +215,9 @@ def test_smoke_recipe_logs_parts_and_exports_a_pipeline_folder(smoke_run, tokeni
     assert settings["text_encoder"] == "minilm" and settings["text_max_length"] == 16
     assert (settings["num_frames"], settings["height"], settings["width"], settings["fps"]) == (8, 32, 32, 8.0)
     assert settings["default_steps"] == 2 and settings["recipe"] == "magvit-shapes-transformer-smoke.toml"
+    # Decoding defaults: CG / T2V sample, the pixel tasks take the most likely token ([sample] defaults).
+    assert (settings["temperature"], settings["pixel_temperature"], settings["pixel_guidance"]) == (1.0, 0.0, 1.0)
+    assert "pixel_choice_temperature" not in settings  # unset in the recipe: the model-wide value applies
     assert len(settings["class_names"]) == 82 and settings["class_names"][75] == "digit 3"
     assert settings["tasks"] == {
         "text-to-video": ["default"], "class-to-video": ["default"],
@@ -262,6 +265,8 @@ def test_recipe_errors_name_the_allowed_values(tmp_path):
         load_recipe("magvit-shapes-transformer-smoke", ["objective.task_weights=[1.0]"])
     with pytest.raises(VidgenError, match="only pixel tasks"):
         load_recipe("magvit-shapes-transformer-smoke", ["sample.tasks=[\"CG\"]"])
+    with pytest.raises(VidgenError, match=r"sample.guidance, .*pixel_temperature.* >= 0; got steps = 2, pixel_temperature = -0.5"):
+        load_recipe("magvit-shapes-transformer-smoke", ["sample.pixel_temperature=-0.5"])
     from vidgen.training.magvit_transformer import _resolve_tokenizer
 
     with pytest.raises(VidgenError, match="condition.tokenizer = .* is not a MagvitVQ folder"):

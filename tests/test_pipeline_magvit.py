@@ -124,6 +124,47 @@ def test_text_and_class_generation(pipe):
     assert not torch.equal(by_id.tensor, pipe.generate_class(0, seed=2, progress=False).tensor)
 
 
+def test_sampling_temperature_defaults_per_task_and_overrides(folder, tmp_path):
+    """pipeline.json's `pixel_temperature` / `pixel_guidance` / `pixel_choice_temperature` decode the tasks
+    given pixels, `temperature` / `default_guidance` / `choice_temperature` the class- and text-conditioned
+    ones; a call's temperature= and guidance_scale= win; without the pixel_* keys every task uses the
+    model-wide values; bad values are refused before any work."""
+    frames = clip()
+    plain = load_pipeline(folder, device="cpu", text_encoder=StubTextEncoder())  # no pixel_* keys
+    info = plain.predict(frames, seed=3, progress=False).info
+    assert (info["temperature"], info["guidance_scale"], info["choice_temperature"]) == (1.0, 2.0, 4.5)
+    argmax_folder = make_magvit_folder(tmp_path / "argmax", pixel_temperature=0.0, temperature=1.0,
+                                       pixel_guidance=1.0, pixel_choice_temperature=1.5)
+    argmax = load_pipeline(argmax_folder, device="cpu", text_encoder=StubTextEncoder())
+    for task, mode in (("predict", "first frame"), ("interpolate", None), ("outpaint", "central"),
+                       ("inpaint", "dynamic")):
+        default = argmax.run_task(task, frames, mode, seed=3)
+        info = default.info
+        assert (info["temperature"], info["guidance_scale"], info["choice_temperature"]) == (0.0, 1.0, 1.5), task
+        plain.settings["choice_temperature"] = 1.5  # the same decoding through the model-wide keys
+        same = plain.run_task(task, frames, mode, seed=3, temperature=0.0, guidance=1.0)
+        plain.settings["choice_temperature"] = 4.5
+        assert torch.equal(default.tensor, same.tensor), task
+        argmax.settings["pixel_choice_temperature"] = 4.5
+        sampled = argmax.run_task(task, frames, mode, seed=3, temperature=1.0, guidance=2.0)
+        argmax.settings["pixel_choice_temperature"] = 1.5
+        assert torch.equal(sampled.tensor, plain.run_task(task, frames, mode, seed=3).tensor), task
+    assert not torch.equal(argmax.predict(frames, seed=3, progress=False).tensor,
+                           plain.predict(frames, seed=3, progress=False).tensor)
+    # Class- and text-conditioned generation keep sampling at `temperature`.
+    info = argmax.generate_class(1, seed=2, progress=False).info
+    assert (info["temperature"], info["guidance_scale"], info["choice_temperature"]) == (1.0, 2.0, 4.5)
+    assert torch.equal(argmax.generate_class(1, seed=2, progress=False).tensor,
+                       plain.generate_class(1, seed=2, progress=False).tensor)
+    assert argmax("a red circle moving left", seed=2, progress=False).info["temperature"] == 1.0
+    assert argmax("a red circle moving left", seed=2, progress=False, temperature=0.0).info["temperature"] == 0.0
+    for bad in (-0.5, float("nan"), 11.0, "hot", True):
+        with pytest.raises(VidgenError, match=r"temperature=.* must be a number in \[0, 10\]"):
+            argmax.predict(frames, seed=0, temperature=bad, progress=False)
+        with pytest.raises(VidgenError, match="temperature="):
+            argmax.generate_class(0, temperature=bad, progress=False)
+
+
 def test_condition_pixels_are_kept_exactly(pipe):
     frames = clip()
     # predict: frame 0 is the input's frame 0, byte for byte after writing uint8 frames.
@@ -332,6 +373,20 @@ def test_cli_info_states_the_one_allowed_shape(folder, capsys):
     assert vidgen_main(["info", str(folder)]) == 0
     out = capsys.readouterr().out
     assert re.search(rf"^allowed +exactly {T}x{H}x{W} frames x height x width", out, re.MULTILINE)
+
+
+def test_pixel_guidance_reaches_the_catalogue_info_and_web_defaults(folder, tmp_path, capsys):
+    from vidgen.cli.main import main as vidgen_main
+
+    plain = describe_model(folder)
+    assert plain.pixel_guidance is None and webapp.default_guidance(plain, video_tasks=True) == 2.0
+    tuned = make_magvit_folder(tmp_path / "tuned", pixel_guidance=1.0)
+    entry = describe_model(tuned)
+    assert (entry.default_guidance, entry.pixel_guidance) == (2.0, 1.0)
+    assert webapp.default_guidance(entry) == 2.0 and webapp.default_guidance(entry, video_tasks=True) == 1.0
+    assert vidgen_main(["info", str(tuned)]) == 0
+    assert re.search(r"^defaults +3 steps, guidance 2.0 \(tasks given a video: 1.0\)$", capsys.readouterr().out,
+                     re.MULTILINE)
 
 
 def test_web_app_runs_the_pipeline(folder, pipe, tmp_path):

@@ -75,6 +75,7 @@ class ModelEntry:
     size_step: int | None = None
     default_steps: int | None = None
     default_guidance: float | None = None
+    pixel_guidance: float | None = None  # MAGVIT: the default of the tasks given pixels, when it differs
     parameters: int = 0
     disk_bytes: int = 0
     components: list[str] = field(default_factory=list)
@@ -260,6 +261,7 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
         size_step=size_step,
         default_steps=_optional(settings, "default_steps", int),
         default_guidance=_optional(settings, "default_guidance", float),
+        pixel_guidance=_optional(settings, "pixel_guidance", float),
         parameters=folder_parameters(folder),
         disk_bytes=disk_bytes(folder),
         components=list(components),

@@ -25,7 +25,11 @@ A pipeline folder (bundled or local) holds
 `pipeline.json` keys: `_class_name` ("MagvitPipeline"), `system`, `text_encoder` ("minilm" or a folder
 relative to the pipeline folder), `text_max_length`, `num_frames`, `height`, `width`, `fps`,
 `default_steps`, `default_guidance`, `choice_temperature`, optionally `temperature` (token sampling,
-default 1) and `condition_frames` (frames given to predict / kept at each end by interpolate, default 1),
+default 1; 0 = the most likely token), `pixel_guidance`, `pixel_temperature` and
+`pixel_choice_temperature` (the same three for the tasks given pixels: predict, interpolate, outpaint,
+inpaint; each defaults to the model-wide one; magvit-shapes decodes them without guidance and with the
+most likely tokens, which score far closer to the true clip) and `condition_frames`
+(frames given to predict / kept at each end by interpolate, default 1),
 `class_names` (one per class id), `tasks` ({task: [modes]}, see `TASK_MODES`), `recipe`, `description`.
 
 Input videos (the `video` argument) may be a file path (any format `vidgen.io.read_video` reads; it is
@@ -70,6 +74,11 @@ from vidgen.tokenizers.magvit_vq import MagvitVQ
 PIPELINE_FILE = "pipeline.json"
 MAX_PROMPT_CHARS = 2000
 MAX_GUIDANCE = 50.0
+MAX_TEMPERATURE = 10.0  # token sampling: beyond this the choice is near-uniform noise
+# Decoding settings with a model-wide default in pipeline.json (key, value when absent); `pixel_<name>`
+# overrides one for the tasks given pixels (`MagvitPipeline.decoding_default`).
+DECODING_KEYS = {"guidance": ("default_guidance", 1.0), "temperature": ("temperature", 1.0),
+                 "choice_temperature": ("choice_temperature", 4.5)}
 
 TASK_MODES = USER_TASK_MODES  # (task, mode) -> registry task; defined with the tasks
 # Other spellings users (and the web app's defaults) may use for a mode.
@@ -303,9 +312,30 @@ class MagvitPipeline:
                           f"the model's {len(self.class_names)} class names (`vidgen info {self.name}` lists "
                           f"them){hint}")
 
-    def _steps_and_guidance(self, steps: Any, guidance: Any) -> tuple[int, float]:
+    def decoding_default(self, spec: Task, name: str) -> float:
+        """pipeline.json's default `name` ("guidance", "temperature" or "choice_temperature") for a task:
+        `pixel_<name>` for the tasks given pixels when the file sets it, else the model-wide value
+        (`default_guidance`, `temperature`, `choice_temperature`)."""
+        key, fallback = DECODING_KEYS[name]
+        value = self.settings.get(key, fallback)
+        if spec.uses_pixels:
+            value = self.settings.get(f"pixel_{name}", value)
+        return float(value)
+
+    def sampling_temperature(self, spec: Task, temperature: Any = None) -> float:
+        """The token sampling temperature of a call: `temperature` if given, else pipeline.json's default for
+        the task (`decoding_default`). 0 = argmax."""
+        if temperature is None:
+            temperature = self.decoding_default(spec, "temperature")
+        if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
+                or not math.isfinite(temperature) or not 0 <= temperature <= MAX_TEMPERATURE):
+            raise VidgenError(f"temperature={temperature!r} must be a number in [0, {MAX_TEMPERATURE:g}] "
+                              "(0 = always the most likely token, 1 = sample the model's distribution)")
+        return float(temperature)
+
+    def _steps_and_guidance(self, steps: Any, guidance: Any, spec: Task) -> tuple[int, float]:
         steps = self.default_steps if steps is None else steps
-        guidance = self.default_guidance if guidance is None else guidance
+        guidance = self.decoding_default(spec, "guidance") if guidance is None else guidance
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= self.max_steps:
             raise VidgenError(f"steps={steps!r} must be an integer in 1..{self.max_steps} (the number of tokens "
                               f"this model decodes); default {self.default_steps}")
@@ -346,7 +376,7 @@ class MagvitPipeline:
                 raise VidgenError(f"{label}={value} is not allowed: this model generates "
                                   f"{self.num_frames}x{self.height}x{self.width} clips (frames x height x width) "
                                   f"only, so {label} must be {allowed}")
-        self._steps_and_guidance(num_inference_steps, guidance_scale)
+        self._steps_and_guidance(num_inference_steps, guidance_scale, get_task("T2V"))
 
     # ------------------------------------------------------------------ input videos
 
@@ -437,13 +467,15 @@ class MagvitPipeline:
     @torch.no_grad()
     def _generate(self, task: str, mode: str, spec: Task, *, video: torch.Tensor | None = None,
                   class_label: int | None = None, prompt: str | None = None, seed: int = 0,
-                  steps: int | None = None, guidance: float | None = None, keep_condition: bool = True,
-                  progress: bool = True, callback: Callback | None = None,
+                  steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
+                  keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
                   info: dict | None = None) -> GeneratedVideo:
         """Decode one clip for the registry task `spec` (condition already validated)."""
         from tqdm.auto import tqdm
 
-        steps, guidance = self._steps_and_guidance(steps, guidance)
+        steps, guidance = self._steps_and_guidance(steps, guidance, spec)
+        temperature = self.sampling_temperature(spec, temperature)
+        choice_temperature = self.decoding_default(spec, "choice_temperature")
         seed = self._check_seed(seed)
         started = time.perf_counter()
         # One generator for every random draw (a dynamic region's motion, token sampling, confidence noise):
@@ -476,8 +508,8 @@ class MagvitPipeline:
                     self.transformer, task=spec, class_labels=labels, text=text, text_mask=text_mask,
                     condition_tokens=None if condition is None else condition.tokens,
                     condition_mask=None if condition is None else condition.mask,
-                    num_steps=steps, temperature=float(self.settings.get("temperature", 1.0)),
-                    choice_temperature=float(self.settings.get("choice_temperature", 4.5)),
+                    num_steps=steps, temperature=temperature,
+                    choice_temperature=choice_temperature,
                     guidance_scale=guidance, generator=generator, callback=on_step)  # (1, t, h, w)
         finally:
             bar.close()
@@ -486,7 +518,8 @@ class MagvitPipeline:
             keep = condition.pixel_mask[0].cpu()[None]  # (1, T, H, W)
             out = torch.where(keep, video.cpu(), out)
         record = {"task": task, "mode": mode, "abbreviation": spec.abbreviation, "model": self.name,
-                  "seed": seed, "steps": steps, "guidance_scale": guidance, **(info or {}),
+                  "seed": seed, "steps": steps, "guidance_scale": guidance, "temperature": temperature,
+                  "choice_temperature": choice_temperature, **(info or {}),
                   "seconds": round(time.perf_counter() - started, 3)}
         if condition is not None:  # the given pixels (T, H, W), True = kept: a dynamic region's draw included
             record["region"] = condition.pixel_mask[0].cpu()
@@ -498,8 +531,9 @@ class MagvitPipeline:
 
     def _video_task(self, task: str, mode: str | None, video: Any, *, class_label: int | str | None = None,
                     seed: int = 0, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                    pad: bool = False, start: float = 0.0, keep_condition: bool = True, progress: bool = True,
-                    callback: Callback | None = None, region: Any = None) -> GeneratedVideo:
+                    temperature: float | None = None, pad: bool = False, start: float = 0.0,
+                    keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
+                    region: Any = None) -> GeneratedVideo:
         task, mode, spec = self.resolve_task(task, mode)
         if not spec.uses_pixels:
             raise VidgenError(f"{task} takes no video: use pipe(prompt) for text-to-video and "
@@ -511,7 +545,8 @@ class MagvitPipeline:
             raise VidgenError(f"{task} mode {mode!r} takes no class; predict with a class uses the mode "
                               "'class + first frame'")
         # Cheap checks before reading the video.
-        self._steps_and_guidance(num_inference_steps, guidance_scale)
+        self._steps_and_guidance(num_inference_steps, guidance_scale, spec)
+        self.sampling_temperature(spec, temperature)
         self._check_seed(seed)
         frames = self.load_video(video, start=start)
         given = frames.shape[1]
@@ -520,23 +555,27 @@ class MagvitPipeline:
             spec = dataclasses.replace(spec, region=GivenRegion(self._check_region(region)))
         info = {"input_frames": given, **({"frames_note": note} if note else {})}
         return self._generate(task, mode, spec, video=frames, class_label=label, seed=seed,
-                              steps=num_inference_steps, guidance=guidance_scale, keep_condition=keep_condition,
-                              progress=progress, callback=callback, info=info)
+                              steps=num_inference_steps, guidance=guidance_scale, temperature=temperature,
+                              keep_condition=keep_condition, progress=progress, callback=callback, info=info)
 
     # ------------------------------------------------------------------ the tasks
 
     def __call__(self, prompt: str, seed: int = 0, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, negative_prompt: str | None = None,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
-                 progress: bool = True, callback: Callback | None = None) -> GeneratedVideo:
+                 progress: bool = True, callback: Callback | None = None,
+                 temperature: float | None = None) -> GeneratedVideo:
         """Text-to-video (T2V). num_frames / height / width: None or the model's own (it takes one size).
+        temperature: token sampling temperature (default pipeline.json's `temperature`, 1; 0 = argmax).
 
         callback(state) after every decoding step: {"i", "num_steps", "tokens" (1, N), "masked" (int)}.
         """
         self.check_request(prompt, num_frames, height, width, num_inference_steps, guidance_scale, negative_prompt)
-        return self._generate("text-to-video", "default", get_task("T2V"), prompt=prompt, seed=seed,
-                              steps=num_inference_steps, guidance=guidance_scale, progress=progress,
-                              callback=callback, info={"prompt": prompt})
+        spec = get_task("T2V")
+        self.sampling_temperature(spec, temperature)
+        return self._generate("text-to-video", "default", spec, prompt=prompt, seed=seed,
+                              steps=num_inference_steps, guidance=guidance_scale, temperature=temperature,
+                              progress=progress, callback=callback, info={"prompt": prompt})
 
     @torch.no_grad()
     def reconstruct(self, video: Any, start: float = 0.0) -> GeneratedVideo:
@@ -553,70 +592,77 @@ class MagvitPipeline:
 
     def generate_class(self, class_label: int | str, seed: int = 0, num_inference_steps: int | None = None,
                        guidance_scale: float | None = None, progress: bool = True,
-                       callback: Callback | None = None) -> GeneratedVideo:
-        """Class-conditional generation (CG): a class id or name, e.g. "red circle moving left"."""
+                       callback: Callback | None = None, temperature: float | None = None) -> GeneratedVideo:
+        """Class-conditional generation (CG): a class id or name, e.g. "red circle moving left".
+        temperature as in `__call__`."""
         label = self.class_id(class_label)
         task, mode, spec = self.resolve_task("class-to-video")
         return self._generate(task, mode, spec, class_label=label, seed=seed, steps=num_inference_steps,
-                              guidance=guidance_scale, progress=progress, callback=callback)
+                              guidance=guidance_scale, temperature=temperature, progress=progress,
+                              callback=callback)
 
     def predict(self, video: Any, seed: int = 0, num_inference_steps: int | None = None,
                 guidance_scale: float | None = None, class_label: int | str | None = None, start: float = 0.0,
                 keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
-                region: Any = None) -> GeneratedVideo:
+                region: Any = None, temperature: float | None = None) -> GeneratedVideo:
         """Frame prediction (FP): keep the first frame(s), generate the rest; with `class_label`, the
         class-conditional variant (CFP).
 
         Common arguments of the video tasks: seed (same seed -> same clip, bit for bit, on one machine);
         num_inference_steps (decoding steps K, default pipeline.json's, 12 for magvit-shapes);
-        guidance_scale (classifier-free guidance, 1 = off); start (seconds of a video file to skip);
+        guidance_scale (classifier-free guidance, 1 = off); temperature (token sampling temperature,
+        default pipeline.json's `pixel_temperature`: 0 = the most likely token for magvit-shapes); start (seconds of a video file to skip);
         keep_condition (paste the given pixels back); callback(state) after each step with
         {"i", "num_steps", "tokens", "masked"}; region: a (T, H, W) bool mask of given pixels to use
         instead of the task's own (e.g. a chosen motion for a dynamic mode).
         """
         mode = "class + first frame" if class_label is not None else "first frame"
         return self._video_task("predict", mode, video, class_label=class_label, seed=seed,
-                                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, start=start,
-                                keep_condition=keep_condition, progress=progress, callback=callback, region=region)
+                                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                temperature=temperature, start=start, keep_condition=keep_condition,
+                                progress=progress, callback=callback, region=region)
 
     def interpolate(self, video: Any, seed: int = 0, num_inference_steps: int | None = None,
                     guidance_scale: float | None = None, start: float = 0.0, keep_condition: bool = True,
-                    progress: bool = True, callback: Callback | None = None, region: Any = None) -> GeneratedVideo:
+                    progress: bool = True, callback: Callback | None = None, region: Any = None,
+                    temperature: float | None = None) -> GeneratedVideo:
         """Frame interpolation (FI): keep the first and last frame(s), generate the frames between."""
         return self._video_task("interpolate", None, video, seed=seed, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, start=start, keep_condition=keep_condition,
+                                guidance_scale=guidance_scale, temperature=temperature, start=start, keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 
     def outpaint(self, video: Any, mode: str = "central", seed: int = 0, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, pad: bool = False, start: float = 0.0,
                  keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
-                 region: Any = None) -> GeneratedVideo:
+                 region: Any = None, temperature: float | None = None) -> GeneratedVideo:
         """Outpainting: keep a region of every frame, generate the rest. mode: "central" (the centre box),
         "vertical" (a vertical central strip), "horizontal" (a horizontal one) or "dynamic" (a moving
         half-frame strip whose direction follows the seed)."""
         return self._video_task("outpaint", mode, video, seed=seed, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, pad=pad, start=start, keep_condition=keep_condition,
+                                guidance_scale=guidance_scale, temperature=temperature, pad=pad, start=start,
+                                keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 
     def inpaint(self, video: Any, mode: str = "central", seed: int = 0, num_inference_steps: int | None = None,
                 guidance_scale: float | None = None, pad: bool = False, start: float = 0.0,
                 keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
-                region: Any = None) -> GeneratedVideo:
+                region: Any = None, temperature: float | None = None) -> GeneratedVideo:
         """Inpainting: regenerate a region of every frame. mode: "central" (the centre box) or "dynamic"
         (a moving box whose direction follows the seed)."""
         return self._video_task("inpaint", mode, video, seed=seed, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, pad=pad, start=start, keep_condition=keep_condition,
+                                guidance_scale=guidance_scale, temperature=temperature, pad=pad, start=start,
+                                keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 
     def run_task(self, task: str, video_frames: Any, mode: str | None = None, seed: int = 0,
                  steps: int | None = None, guidance: float | None = None, callback: Callback | None = None,
-                 class_label: int | str | None = None) -> GeneratedVideo:
+                 class_label: int | str | None = None, temperature: float | None = None) -> GeneratedVideo:
         """The web app's video-task interface (see `vidgen.web.app`): task in "predict", "interpolate",
         "outpaint", "inpaint"; video_frames uint8 (T, H, W, 3) at the model's size (a short clip has
         already been completed by repeating its last frame, so `pad` is on); no progress bar."""
         return self._video_task(task, mode, video_frames, class_label=class_label, seed=seed,
-                                num_inference_steps=steps, guidance_scale=guidance, pad=True, progress=False,
-                                callback=callback)
+                                num_inference_steps=steps, guidance_scale=guidance, temperature=temperature,
+                                pad=True, progress=False, callback=callback)
 
     def __repr__(self) -> str:
         return (f"MagvitPipeline({self.name!r}, {self.num_frames}x{self.height}x{self.width}, "

@@ -37,7 +37,7 @@ from vidgen.generators.masked_transformer import (
     magvit_transformer_tiny,
 )
 from vidgen.modeling import atomic_write_dir, write_json
-from vidgen.tasks.registry import MAGVIT_TASKS, USER_TASK_MODES, Task, get_tasks
+from vidgen.tasks.registry import MAGVIT_TASKS, USER_TASK_MODES, Task, get_task, get_tasks
 from vidgen.training.recipes import (
     BuildContext,
     Recipe,
@@ -142,7 +142,10 @@ class SampleOptions:
     """[sample] table: sample videos during training, and the decoding defaults of pipeline.json.
 
     steps, guidance, choice_temperature, temperature: `decode_nonautoregressive` settings (MAGVIT:
-        12 steps, choice temperature 4.5).
+        12 steps, choice temperature 4.5); temperature samples the class- and text-conditioned tasks.
+    pixel_guidance, pixel_temperature, pixel_choice_temperature: the same for the tasks given pixels (FP,
+        FI, OP*, IP*, CFP); unset = the model-wide value. Guidance 1 and temperature 0 (the most likely
+        token) score closest to the true clip (docs/benchmarks.md, "MAGVIT tasks").
     class_labels: CG samples; prompts: T2V samples; tasks: pixel tasks sampled on the first held-out
         clip (written as target | sample).
     """
@@ -151,6 +154,9 @@ class SampleOptions:
     guidance: float = 2.0
     choice_temperature: float = 4.5
     temperature: float = 1.0
+    pixel_guidance: float | None = None
+    pixel_temperature: float | None = None
+    pixel_choice_temperature: float | None = None
     class_labels: list[int] = dataclasses.field(default_factory=lambda: [0])
     prompts: list[str] = dataclasses.field(default_factory=lambda: ["a red circle moving left"])
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["FP", "OPC"])
@@ -159,10 +165,13 @@ class SampleOptions:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.guidance < 0 or self.choice_temperature < 0 or self.temperature < 0:
-            raise VidgenError(f"sample.steps must be >= 1 and sample.guidance, choice_temperature, temperature "
-                              f">= 0; got {self.steps}, {self.guidance}, {self.choice_temperature}, "
-                              f"{self.temperature}")
+        values = {name: getattr(self, name) for name in ("guidance", "choice_temperature", "temperature",
+                                                          "pixel_guidance", "pixel_temperature",
+                                                          "pixel_choice_temperature")}
+        negative = {name: value for name, value in values.items() if value is not None and value < 0}
+        if self.steps < 1 or negative:
+            raise VidgenError(f"sample.steps must be >= 1 and sample.{', '.join(values)} >= 0; got steps = "
+                              f"{self.steps}" + "".join(f", {name} = {value}" for name, value in negative.items()))
         if self.format not in ("gif", "mp4"):
             raise VidgenError(f"sample.format = {self.format!r}: expected 'gif' or 'mp4'")
         if any(not t.uses_pixels for t in get_tasks(self.tasks)):
@@ -340,6 +349,8 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
         "default_guidance": sample.guidance,
         "choice_temperature": sample.choice_temperature,
         "temperature": sample.temperature,
+        **{name: value for name in ("pixel_guidance", "pixel_temperature", "pixel_choice_temperature")
+           if (value := getattr(sample, name)) is not None},
         "class_names": class_names_for(recipe.data.name, model.config.num_classes),
         "tasks": pipeline_tasks(tasks),
         "recipe": Path(recipe.source).name,
@@ -349,9 +360,16 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
     }
 
     def decode(model: nn.Module, task: str, generator: torch.Generator, **conditioning: Any) -> torch.Tensor:
-        tokens = decode_nonautoregressive(model, task=task, num_steps=sample.steps, temperature=sample.temperature,
-                                          choice_temperature=sample.choice_temperature,
-                                          guidance_scale=sample.guidance, generator=generator, **conditioning)
+        # The defaults pipeline.json will hold: pixel tasks take the pixel_* values where set.
+        pixel = get_task(task).uses_pixels
+
+        def setting(name: str) -> float:
+            value = getattr(sample, f"pixel_{name}") if pixel else None
+            return getattr(sample, name) if value is None else value
+
+        tokens = decode_nonautoregressive(model, task=task, num_steps=sample.steps, temperature=setting("temperature"),
+                                          choice_temperature=setting("choice_temperature"),
+                                          guidance_scale=setting("guidance"), generator=generator, **conditioning)
         return tokenizer.decode_indices(tokens).float().cpu()  # (B, 3, T, H, W)
 
     def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:

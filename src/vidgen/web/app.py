@@ -519,13 +519,23 @@ def _text_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
     prompt.submit(**{**event, "api_name": "generate_on_enter", "api_visibility": "private"})
 
 
-def _seed_steps_guidance(gr, app: WebApp, model: ServedModel) -> tuple[Any, Any, Any]:
-    """One row: seed, steps (the model's default, clipped to the limits) and guidance."""
+def default_guidance(entry: Any, video_tasks: bool = False) -> float:
+    """The guidance a model's page starts with: pipeline.json's default (for the video tasks its
+    `pixel_guidance` where set)."""
+    if video_tasks and entry.pixel_guidance is not None:
+        return entry.pixel_guidance
+    return entry.default_guidance or 0.0
+
+
+def _seed_steps_guidance(gr, app: WebApp, model: ServedModel, video_tasks: bool = False) -> tuple[Any, Any, Any]:
+    """One row: seed, steps (the model's default, clipped to the limits) and guidance (the model's default;
+    with `video_tasks`, its default for the tasks given a video where it has one)."""
     with gr.Row():
         seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
         steps = gr.Slider(1, app.limits.max_steps, value=min(model.entry.default_steps or 12, app.limits.max_steps),
                           step=1, label="Steps")
-        guidance = gr.Slider(0.0, 20.0, value=model.entry.default_guidance or 0.0, step=0.5, label="Guidance")
+        guidance = gr.Slider(0.0, 20.0, value=default_guidance(model.entry, video_tasks), step=0.5,
+                             label="Guidance")
     return seed, steps, guidance
 
 
@@ -558,7 +568,7 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             # Shown for modes that take a class (MAGVIT's "class + first frame").
             class_box = gr.Dropdown(first.entry.class_names, value=None, label="Class", elem_id="task-class",
                                     visible=mode_needs_class(first.task_modes(first_task)[0]))
-            seed, steps, guidance = _seed_steps_guidance(gr, app, first)
+            seed, steps, guidance = _seed_steps_guidance(gr, app, first, video_tasks=True)
             button = gr.Button("Run task", variant="primary", elem_id="task-run")
         video, files, status = _result_column(gr, "task")
 
@@ -567,7 +577,8 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
         t = m.video_tasks[0]
         return (gr.update(choices=m.video_tasks, value=t), gr.update(choices=m.task_modes(t), value=m.task_modes(t)[0]),
                 app.describe(key), TASK_HELP.get(t, ""),
-                gr.update(choices=m.entry.class_names, value=None, visible=mode_needs_class(m.task_modes(t)[0])))
+                gr.update(choices=m.entry.class_names, value=None, visible=mode_needs_class(m.task_modes(t)[0])),
+                gr.update(value=default_guidance(m.entry, video_tasks=True)))
 
     def on_mode(mode_):
         return gr.update(visible=mode_needs_class(mode_))
@@ -578,7 +589,7 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             return gr.update(), gr.update()
         return gr.update(choices=m.task_modes(t), value=m.task_modes(t)[0]), TASK_HELP.get(t, "")
 
-    model.change(on_model, inputs=[model], outputs=[task, mode, model_info, task_info, class_box], queue=False,
+    model.change(on_model, inputs=[model], outputs=[task, mode, model_info, task_info, class_box, guidance], queue=False,
                  api_visibility="private")
     task.change(on_task, inputs=[model, task], outputs=[mode, task_info], queue=False, api_visibility="private")
     mode.change(on_mode, inputs=[mode], outputs=[class_box], queue=False, api_visibility="private")
