@@ -158,6 +158,14 @@ def test_sampling_temperature_defaults_per_task_and_overrides(folder, tmp_path):
                        plain.generate_class(1, seed=2, progress=False).tensor)
     assert argmax("a red circle moving left", seed=2, progress=False).info["temperature"] == 1.0
     assert argmax("a red circle moving left", seed=2, progress=False, temperature=0.0).info["temperature"] == 0.0
+    for key, bad in (("pixel_temperature", "cold"), ("pixel_guidance", -1.0), ("choice_temperature", None)):
+        broken = make_magvit_folder(tmp_path / f"bad-{key}", **{key: bad})
+        if bad is None:  # a key that is absent or null takes its default
+            video = load_pipeline(broken, device="cpu", text_encoder=StubTextEncoder()).predict(frames, progress=False)
+            assert video.info["choice_temperature"] == 4.5
+            continue
+        with pytest.raises(CheckpointError, match=f"pipeline.json: {key} = .* must be a number >= 0"):
+            load_pipeline(broken, device="cpu", text_encoder=StubTextEncoder())
     for bad in (-0.5, float("nan"), 11.0, "hot", True):
         with pytest.raises(VidgenError, match=r"temperature=.* must be a number in \[0, 10\]"):
             argmax.predict(frames, seed=0, temperature=bad, progress=False)

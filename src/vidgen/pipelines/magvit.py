@@ -122,6 +122,7 @@ class MagvitPipeline:
         # The text encoder (90 MB for MiniLM) is loaded on the first text-to-video call only.
         self._text_encoder = text_encoder
         self._check_components()
+        self._check_decoding_settings()
         self.class_names = [str(c) for c in self.settings.get("class_names") or []]
         self.tasks = self._offered_tasks()
 
@@ -159,6 +160,17 @@ class MagvitPipeline:
         self.transformer.save_pretrained(folder / "transformer", dtype=dtype)
         write_json(folder / PIPELINE_FILE, {**self.settings, "_class_name": "MagvitPipeline"})
         return folder
+
+    def _check_decoding_settings(self) -> None:
+        """pipeline.json's decoding defaults must be non-negative numbers (a typo fails at load, not mid-run)."""
+        for name, (key, _) in DECODING_KEYS.items():
+            for setting in (key, f"pixel_{name}"):
+                value = self.settings.get(setting)
+                if value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+                        or value < 0:
+                    raise CheckpointError(f"pipeline.json: {setting} = {value!r} must be a number >= 0")
 
     def _check_components(self) -> None:
         """The tokenizer and the transformer must agree on the codebook and on the token grid."""
@@ -317,9 +329,10 @@ class MagvitPipeline:
         `pixel_<name>` for the tasks given pixels when the file sets it, else the model-wide value
         (`default_guidance`, `temperature`, `choice_temperature`)."""
         key, fallback = DECODING_KEYS[name]
-        value = self.settings.get(key, fallback)
-        if spec.uses_pixels:
-            value = self.settings.get(f"pixel_{name}", value)
+        value = self.settings.get(key)
+        value = fallback if value is None else value
+        if spec.uses_pixels and self.settings.get(f"pixel_{name}") is not None:
+            value = self.settings[f"pixel_{name}"]
         return float(value)
 
     def sampling_temperature(self, spec: Task, temperature: Any = None) -> float:
