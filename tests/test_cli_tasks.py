@@ -42,6 +42,7 @@ def test_task_commands_write_mp4_and_gif(folder, video, tmp_path, capsys, comman
     for path in (mp4, gif):
         assert read_video(path).frames.shape == (T, H, W, 3)
     assert f"wrote {mp4} ({T} frames, {H}x{W}, {command} (" in out and "seed 3, 2 steps, guidance 1.5" in out
+    assert "temperature 1," in out  # the tiny folder's model-wide default
     if extra[:1] == ["--class"]:
         assert "class 'digit 3'" in out
 
@@ -55,6 +56,19 @@ def test_predict_keeps_the_first_frame_and_seeds_reproduce(folder, video, tmp_pa
         outputs.append(read_video(tmp_path / name).frames)
     assert np.array_equal(outputs[0][0], read_video(video).frames[0])  # lossless in and out: exact
     assert np.array_equal(outputs[0], outputs[1]) and not np.array_equal(outputs[0], outputs[2])
+
+
+def test_temperature_option_reaches_the_decoder(folder, video, tmp_path, capsys):
+    """--temperature 0 (the most likely token) decodes another clip than the default sampling (same seed),
+    and the output line reports the temperature used."""
+    outputs = {}
+    for name, extra in (("sampled", []), ("argmax", ["--temperature", 0])):
+        code, out, err = run(["outpaint", video, "--model", folder, "-o", tmp_path / f"{name}.mkv", "--seed", 4,
+                              "--no-progress", *extra], capsys)
+        assert code == 0, err
+        assert f"temperature {0 if extra else 1}," in out
+        outputs[name] = read_video(tmp_path / f"{name}.mkv").frames
+    assert not np.array_equal(outputs["sampled"], outputs["argmax"])
 
 
 def test_generate_class_with_magvit_and_refused_for_text_models(folder, tmp_path, capsys):
@@ -83,6 +97,7 @@ def test_cli_errors_are_one_clear_line(folder, video, tmp_path, capsys):
         (["predict", tmp_path / "missing.mp4", *base], "no such file or folder"),
         (["outpaint", video, "--steps", 0, *base], "steps=0 must be an integer in 1..32"),
         (["inpaint", video, "--guidance", -1, *base], "guidance=-1.0 must be a number in [0, 50]"),
+        (["interpolate", video, "--temperature", -1, *base], "temperature=-1.0 must be a number in [0, 10]"),
         (["predict", video, "--class", "purple hexagon", *base], "unknown class 'purple hexagon'"),
         (["outpaint", video, "-o", tmp_path / "x.avi", "--model", folder], "output 'x.avi': use one of"),
         (["generate", "--class", "0", "a prompt", *base], "give a PROMPT or --class, not both"),
