@@ -14,6 +14,7 @@ from that seed (see the module). Same command, same machine -> same numbers.
     python benchmarks/bench_magvit_tasks.py --model magvit-shapes --json magvit-tasks.json
     python benchmarks/bench_magvit_tasks.py --model runs/magvit-shapes-transformer/pipeline --shapes 8 \\
         --digits 4 --tasks FP OPC --no-cg --t2v-sets            # a quick look
+    python benchmarks/bench_magvit_tasks.py --shape-fidelity 12 --tasks --no-cg --t2v-sets   # shapes kept?
 """
 
 from __future__ import annotations
@@ -45,6 +46,39 @@ def condition_use(pipe, count: int, batch_size: int = 8) -> dict:
     return mt.class_condition_use(pipe.transformer, tokens, labels)
 
 
+def shape_fidelity(pipe, per_shape: int, seed: int = 0) -> dict:
+    """Does a shape survive the tokenizer and the transformer? `per_shape` held-out single-object Shapes
+    clips of each shape: reconstructed (the tokenizer alone) and predicted from their first frame (FP,
+    which is given the shape). Each output is judged after its first 4 frames (the first latent frame,
+    which FP is given), as the Shapes evaluator judges shape: {shape: {"reconstruct" | "predict":
+    {"right", "n", "fill" (the evaluator's fill ratio per clip; None = no object found)}}}."""
+    from vidgen.data.shapes import SHAPES, ShapesDataset
+    from vidgen.evaluation.shapes_eval import detect_objects
+
+    data = ShapesDataset(split="heldout", num_items=40 * per_shape, size=pipe.height, num_frames=pipe.num_frames,
+                         max_objects=1, seed=seed)
+    report = {shape: {"reconstruct": {"right": 0, "n": 0, "fill": []}, "predict": {"right": 0, "n": 0, "fill": []}}
+              for shape in SHAPES}
+    for index in range(len(data)):
+        item = data[index]
+        shape = SHAPES[item["labels"]["shape_id"]]
+        if report[shape]["predict"]["n"] >= per_shape:
+            if all(r["predict"]["n"] >= per_shape for r in report.values()):
+                break
+            continue
+        frames = ((item["video"].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype("uint8")
+        outputs = {"reconstruct": pipe.reconstruct(frames).frames,
+                   "predict": pipe.predict(frames, seed=seed + index, progress=False).frames}
+        for name, out in outputs.items():
+            found = detect_objects(out[4:])
+            best = max(found, key=lambda d: d.area) if found else None
+            row = report[shape][name]
+            row["n"] += 1
+            row["right"] += int(best is not None and best.shape == shape)
+            row["fill"].append(None if best is None else round(float(best.fill_ratio), 3))
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="magvit-shapes", help="bundled name or pipeline folder")
@@ -56,6 +90,8 @@ def main() -> None:
     parser.add_argument("--condition-use", type=int, default=0, metavar="N",
                         help="also test whether the transformer uses its class token, on N Shapes clips of the "
                              "training classes (data seed 3: clips not trained on); 0 = skip (default)")
+    parser.add_argument("--shape-fidelity", type=int, default=0, metavar="N",
+                        help="N held-out clips per shape: is the shape kept by the tokenizer and by FP?")
     parser.add_argument("--cg-seeds", nargs="+", type=int, default=[0], help="seeds per CG class (default 0)")
     parser.add_argument("--t2v-sets", nargs="*", default=list(PROMPT_SETS), choices=PROMPT_SETS,
                         help="text-to-video prompt sets (default: all; none to skip)")
@@ -100,6 +136,13 @@ def main() -> None:
             print(f"  mask {ratio}: right class {r['right']:.3f}, wrong class {r['wrong']:.3f}, null class "
                   f"{r['null']:.3f} (gain {r['gain']:+.3f}); accuracy right {r['accuracy_right']:.1%}, "
                   f"null {r['accuracy_null']:.1%}")
+    if args.shape_fidelity:
+        report["shape_fidelity"] = shape_fidelity(pipe, args.shape_fidelity, seed=args.data_seed)
+        print("shape fidelity (held-out single objects, judged after the first 4 frames; fill ratio per clip):")
+        for shape, rows in report["shape_fidelity"].items():
+            for name, r in rows.items():
+                fills = " ".join("-" if f is None else f"{f:.2f}" for f in r["fill"])
+                print(f"  {shape:8s} {name:11s} {r['right']}/{r['n']} judged {shape}; fill {fills}")
     if args.tasks:
         report["tasks"] = mt.evaluate_tasks(pipe, clips, args.tasks, args.steps, args.guidance, seed=args.seed)
     accuracy = {}
