@@ -29,6 +29,7 @@ import torch
 
 from vidgen.evaluation import magvit_tasks as mt
 from vidgen.evaluation.text_to_video import PROMPT_SETS
+from vidgen.tasks import get_task
 
 
 def condition_use(pipe, count: int, batch_size: int = 8) -> dict:
@@ -126,8 +127,8 @@ def main() -> None:
                              seed=args.data_seed)
     report = {"model": args.model, "clips": {"shapes": args.shapes, "digits": args.digits, "data_seed": args.data_seed},
               "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "threads": args.threads,
-              "temperature": pipe.settings.get("temperature", 1.0),
-              "pixel_temperature": pipe.settings.get("pixel_temperature", pipe.settings.get("temperature", 1.0)),
+              "temperature": pipe.decoding_default(get_task("T2V"), "temperature"),
+              "pixel_temperature": pipe.decoding_default(get_task("FP"), "temperature"),
               "torch": torch.__version__}
     if args.condition_use:
         report["condition_use"] = condition_use(pipe, args.condition_use)

@@ -27,8 +27,8 @@ relative to the pipeline folder), `text_max_length`, `num_frames`, `height`, `wi
 `default_steps`, `default_guidance`, `choice_temperature`, optionally `temperature` (token sampling,
 default 1; 0 = the most likely token), `pixel_guidance`, `pixel_temperature` and
 `pixel_choice_temperature` (the same three for the tasks given pixels: predict, interpolate, outpaint,
-inpaint; each defaults to the model-wide one; magvit-shapes decodes them without guidance and with the
-most likely tokens, which score far closer to the true clip) and `condition_frames`
+inpaint; each defaults to the model-wide one; magvit-shapes sets `pixel_temperature = 0`, the most
+likely tokens, which score far closer to the true clip) and `condition_frames`
 (frames given to predict / kept at each end by interpolate, default 1),
 `class_names` (one per class id), `tasks` ({task: [modes]}, see `TASK_MODES`), `recipe`, `description`.
 
@@ -86,6 +86,18 @@ MODE_ALIASES = {"first and last frames": "first and last frame", "first frames":
                 "class+first frame": "class + first frame", "class + first frames": "class + first frame"}
 
 Callback = Callable[[dict], None]
+
+
+def decoding_default(settings: Mapping[str, Any], spec: Task, name: str) -> float:
+    """pipeline.json's default `name` ("guidance", "temperature" or "choice_temperature") for a task:
+    `pixel_<name>` for the tasks given pixels when `settings` sets it, else the model-wide value
+    (`default_guidance`, `temperature`, `choice_temperature`; `DECODING_KEYS` when absent)."""
+    key, fallback = DECODING_KEYS[name]
+    value = settings.get(key)
+    value = fallback if value is None else value
+    if spec.uses_pixels and settings.get(f"pixel_{name}") is not None:
+        value = settings[f"pixel_{name}"]
+    return float(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,15 +337,8 @@ class MagvitPipeline:
                           f"them){hint}")
 
     def decoding_default(self, spec: Task, name: str) -> float:
-        """pipeline.json's default `name` ("guidance", "temperature" or "choice_temperature") for a task:
-        `pixel_<name>` for the tasks given pixels when the file sets it, else the model-wide value
-        (`default_guidance`, `temperature`, `choice_temperature`)."""
-        key, fallback = DECODING_KEYS[name]
-        value = self.settings.get(key)
-        value = fallback if value is None else value
-        if spec.uses_pixels and self.settings.get(f"pixel_{name}") is not None:
-            value = self.settings[f"pixel_{name}"]
-        return float(value)
+        """This pipeline's default decoding setting `name` for a task (module-level `decoding_default`)."""
+        return decoding_default(self.settings, spec, name)
 
     def sampling_temperature(self, spec: Task, temperature: Any = None) -> float:
         """The token sampling temperature of a call: `temperature` if given, else pipeline.json's default for
@@ -584,9 +589,7 @@ class MagvitPipeline:
         callback(state) after every decoding step: {"i", "num_steps", "tokens" (1, N), "masked" (int)}.
         """
         self.check_request(prompt, num_frames, height, width, num_inference_steps, guidance_scale, negative_prompt)
-        spec = get_task("T2V")
-        self.sampling_temperature(spec, temperature)
-        return self._generate("text-to-video", "default", spec, prompt=prompt, seed=seed,
+        return self._generate("text-to-video", "default", get_task("T2V"), prompt=prompt, seed=seed,
                               steps=num_inference_steps, guidance=guidance_scale, temperature=temperature,
                               progress=progress, callback=callback, info={"prompt": prompt})
 
@@ -624,7 +627,8 @@ class MagvitPipeline:
         Common arguments of the video tasks: seed (same seed -> same clip, bit for bit, on one machine);
         num_inference_steps (decoding steps K, default pipeline.json's, 12 for magvit-shapes);
         guidance_scale (classifier-free guidance, 1 = off); temperature (token sampling temperature,
-        default pipeline.json's `pixel_temperature`: 0 = the most likely token for magvit-shapes); start (seconds of a video file to skip);
+        default pipeline.json's `pixel_temperature`: 0 = the most likely token for magvit-shapes); start
+        (seconds of a video file to skip);
         keep_condition (paste the given pixels back); callback(state) after each step with
         {"i", "num_steps", "tokens", "masked"}; region: a (T, H, W) bool mask of given pixels to use
         instead of the task's own (e.g. a chosen motion for a dynamic mode).
@@ -641,7 +645,8 @@ class MagvitPipeline:
                     temperature: float | None = None) -> GeneratedVideo:
         """Frame interpolation (FI): keep the first and last frame(s), generate the frames between."""
         return self._video_task("interpolate", None, video, seed=seed, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, temperature=temperature, start=start, keep_condition=keep_condition,
+                                guidance_scale=guidance_scale, temperature=temperature, start=start,
+                                keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 
     def outpaint(self, video: Any, mode: str = "central", seed: int = 0, num_inference_steps: int | None = None,

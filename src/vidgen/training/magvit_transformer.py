@@ -37,6 +37,7 @@ from vidgen.generators.masked_transformer import (
     magvit_transformer_tiny,
 )
 from vidgen.modeling import atomic_write_dir, write_json
+from vidgen.pipelines.magvit import decoding_default
 from vidgen.tasks.registry import MAGVIT_TASKS, USER_TASK_MODES, Task, get_task, get_tasks
 from vidgen.training.recipes import (
     BuildContext,
@@ -144,8 +145,8 @@ class SampleOptions:
     steps, guidance, choice_temperature, temperature: `decode_nonautoregressive` settings (MAGVIT:
         12 steps, choice temperature 4.5); temperature samples the class- and text-conditioned tasks.
     pixel_guidance, pixel_temperature, pixel_choice_temperature: the same for the tasks given pixels (FP,
-        FI, OP*, IP*, CFP); unset = the model-wide value. Guidance 1 and temperature 0 (the most likely
-        token) score closest to the true clip (docs/benchmarks.md, "MAGVIT tasks").
+        FI, OP*, IP*, CFP); unset = the model-wide value. Temperature 0 (the most likely token) scores
+        closest to the true clip (docs/benchmarks.md, "MAGVIT tasks").
     class_labels: CG samples; prompts: T2V samples; tasks: pixel tasks sampled on the first held-out
         clip (written as target | sample).
     """
@@ -360,16 +361,13 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
     }
 
     def decode(model: nn.Module, task: str, generator: torch.Generator, **conditioning: Any) -> torch.Tensor:
-        # The defaults pipeline.json will hold: pixel tasks take the pixel_* values where set.
-        pixel = get_task(task).uses_pixels
-
-        def setting(name: str) -> float:
-            value = getattr(sample, f"pixel_{name}") if pixel else None
-            return getattr(sample, name) if value is None else value
-
-        tokens = decode_nonautoregressive(model, task=task, num_steps=sample.steps, temperature=setting("temperature"),
-                                          choice_temperature=setting("choice_temperature"),
-                                          guidance_scale=setting("guidance"), generator=generator, **conditioning)
+        # Decoded as the exported pipeline will: the defaults of the pipeline.json written below.
+        spec = get_task(task)
+        tokens = decode_nonautoregressive(model, task=task, num_steps=sample.steps,
+                                          temperature=decoding_default(settings, spec, "temperature"),
+                                          choice_temperature=decoding_default(settings, spec, "choice_temperature"),
+                                          guidance_scale=decoding_default(settings, spec, "guidance"),
+                                          generator=generator, **conditioning)
         return tokenizer.decode_indices(tokens).float().cpu()  # (B, 3, T, H, W)
 
     def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:
