@@ -35,7 +35,7 @@ from vidgen.training.recipes import (
     RecipeKind,
     TrainingSetup,
     build_model,
-    freeze_for_decoder_only,
+    freeze_trained_part,
     register_kind,
 )
 from vidgen.training.trainer import export_model
@@ -83,18 +83,26 @@ class VAETrainOptions:
     train_decoder_only: freeze the encoder (with `train.init_from` a trained VAE): its latents stay
                  bit-identical, so a transformer trained on them keeps working, and only the decoder
                  learns (a decoder fine-tune, as Video LDM fine-tunes its decoder).
+    train_encoder_only: freeze the decoder instead (with `train.init_from` a trained VAE): the encoder
+                 learns the latents the trained decoder renders best. This closes the amortisation gap
+                 (latents optimised for one clip decode sharper than the encoder's), at the price of new
+                 latents: a transformer must then be trained (or fine-tuned) on them.
     """
 
     crop_size: int = 0
     crop_frames: int = 0
     sample_posterior: bool = True
     train_decoder_only: bool = False
+    train_encoder_only: bool = False
     decoder_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.crop_size < 0 or self.crop_frames < 0:
             raise VidgenError(f"vae.crop_size and vae.crop_frames must be >= 0 (0 = off), got "
                               f"{self.crop_size}, {self.crop_frames}")
+        if self.train_decoder_only and self.train_encoder_only:
+            raise VidgenError("vae.train_decoder_only and vae.train_encoder_only are both true: that would "
+                              "freeze the whole VAE; set at most one")
         if not 0.0 <= self.decoder_noise <= 10.0:
             raise VidgenError(f"vae.decoder_noise = {self.decoder_noise!r}: expected a number in [0, 10] "
                               "(a multiple of the latents' std; 0 = off)")
@@ -162,6 +170,25 @@ class VAEObjective(AdversarialObjective):
         return terms
 
 
+def shape_metrics(videos: torch.Tensor, objects: list[list[dict]]) -> dict[str, float]:
+    """The Shapes evaluator on reconstructions `videos` (B, 3, T, H, W) of clips showing `objects`:
+    "shape_acc", the share of objects whose shape it judges right, and "square_fill", the mean fill
+    ratio (area / bounding box; a true square is 1.0, the evaluator's square/circle threshold 0.893) of
+    the objects that are squares (left out if none): the number that tells whether a VAE keeps corners."""
+    from vidgen.evaluation.shapes_eval import score_video
+
+    verdicts, square_fills = [], []
+    for video, expected in zip(videos, objects):
+        for result in score_video(video, expected)["objects"]:
+            verdicts.append(result["shape"])
+            if result["expected"]["shape"] == "square" and result["detected"] is not None:
+                square_fills.append(result["detected"]["fill_ratio"])
+    metrics = {"shape_acc": float(sum(verdicts) / max(1, len(verdicts)))}
+    if square_fills:
+        metrics["square_fill"] = float(sum(square_fills) / len(square_fills))
+    return metrics
+
+
 def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     options: VAETrainOptions = recipe.sections["vae"]
     evaluation: VAEEvalOptions = recipe.sections["eval"]
@@ -175,9 +202,14 @@ def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     objective = VAEObjective(_make_vae_loss(recipe.sections["loss"]), options, recipe.sections["gan"])
     dataset = SelectKeys(recipe.data.build(split="train"), ("video",))
     if options.train_decoder_only:
-        freeze_for_decoder_only(recipe, context, "vae.train_decoder_only", "the encoder", [model.encoder])
+        freeze_trained_part(recipe, context, "vae.train_decoder_only", "the encoder", [model.encoder])
+    if options.train_encoder_only:
+        freeze_trained_part(recipe, context, "vae.train_encoder_only", "the decoder", [model.decoder])
 
-    heldout = torch.stack([item["video"] for item in _heldout_dataset(recipe, evaluation.clips)])
+    heldout_items = list(_heldout_dataset(recipe, evaluation.clips))
+    heldout = torch.stack([item["video"] for item in heldout_items])
+    # Shapes clips carry their objects: the evaluator then also judges the reconstructions' shapes.
+    heldout_objects = [item.get("labels", {}).get("objects") for item in heldout_items]
 
     def reconstruct(model: nn.Module) -> torch.Tensor:
         video = heldout.to(context.device)
@@ -186,7 +218,11 @@ def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     def eval_fn(model: nn.Module, step: int) -> dict[str, float]:
         from vidgen.evaluation.metrics import psnr
 
-        return {"psnr": psnr(reconstruct(model).cpu(), heldout)}
+        reconstruction = reconstruct(model).cpu()
+        metrics = {"psnr": psnr(reconstruction, heldout)}
+        if all(heldout_objects):
+            metrics.update(shape_metrics(reconstruction, heldout_objects))
+        return metrics
 
     def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:
         if not evaluation.sample_clips:

@@ -43,7 +43,7 @@ from vidgen.training.recipes import (
     RecipeKind,
     TrainingSetup,
     build_model,
-    freeze_for_decoder_only,
+    freeze_trained_part,
     register_kind,
 )
 
@@ -301,8 +301,8 @@ def build_vq(recipe: Recipe, context: BuildContext) -> TrainingSetup:
         if options.inflate_from:
             raise VidgenError("vq.train_decoder_only = true freezes the encoder and the codebook of a trained "
                               "tokenizer (train.init_from); it cannot start from vq.inflate_from")
-        freeze_for_decoder_only(recipe, context, "vq.train_decoder_only", "the encoder and the codebook",
-                                [model.encoder, model.quantizer])
+        freeze_trained_part(recipe, context, "vq.train_decoder_only", "the encoder and the codebook",
+                            [model.encoder, model.quantizer])
         model.quantizer.dead_code_threshold = 0.0   # a restart would move codes: the tokens must stay
         context.log("decoder-only: encoder and codebook frozen (tokens unchanged), dead-code restarts off")
 

@@ -466,11 +466,12 @@ def build_model(recipe: Recipe, **forced: Any) -> nn.Module:
                           f"{recipe.model.overrides}: {error}") from None
 
 
-def freeze_for_decoder_only(recipe: Recipe, context: BuildContext, option: str, what: str,
-                            modules: Sequence[nn.Module]) -> None:
-    """Freeze the encoding side (`modules`, described as `what`) of an autoencoder for a decoder-only
-    fine-tune, so its latents or tokens stay bit-identical. A random encoder would stay random, so the run
-    must start from trained weights (`train.init_from`) or resume; `option` names the recipe switch."""
+def freeze_trained_part(recipe: Recipe, context: BuildContext, option: str, what: str,
+                        modules: Sequence[nn.Module]) -> None:
+    """Freeze one side (`modules`, described as `what`) of an autoencoder for a fine-tune of the other:
+    the encoder for a decoder-only fine-tune (its latents or tokens stay bit-identical), or the decoder
+    for an encoder-only one. A random part would stay random, so the run must start from trained weights
+    (`train.init_from`) or resume; `option` names the recipe switch."""
     if not recipe.train.init_from and not context.resume:
         raise VidgenError(f"{option} = true freezes {what}: start from a trained model with train.init_from = "
                           f"<its folder or bundled name> (a random {what} would stay random)")
