@@ -53,21 +53,14 @@ def two_shape_clips(colours: list[str], per_colour: int, seed: int = 0) -> list[
     return items
 
 
-def fills_of(videos) -> list[float | None]:
+def judge(videos) -> dict:
+    """The Shapes evaluator on each video's largest object: {"fills": fill ratio per video (None = no
+    object), "judged_square": how many it calls a square, "n"}."""
     from vidgen.evaluation.shapes_eval import detect_objects
 
-    fills = []
-    for video in videos:
-        found = detect_objects(video)
-        fills.append(round(found[0].fill_ratio, 3) if found else None)
-    return fills
-
-
-def judged_square(fills: list[float | None]) -> int:
-    from vidgen.evaluation.shapes_eval import SHAPE_FILL
-
-    threshold = (SHAPE_FILL["circle"] + SHAPE_FILL["square"]) / 2
-    return sum(f is not None and f > threshold for f in fills)
+    found = [detect_objects(video) for video in videos]
+    return {"fills": [round(f[0].fill_ratio, 3) if f else None for f in found],
+            "judged_square": sum(bool(f) and f[0].shape == "square" for f in found), "n": len(found)}
 
 
 def main() -> None:
@@ -121,7 +114,7 @@ def main() -> None:
     swapped = torch.tensor([prompts.index(items[i]["caption"].replace("square", "circle")) for i in squares])
 
     with torch.no_grad():  # the ceiling: the VAE's own reconstructions of the checked squares
-        ceiling = fills_of(list(vae.decode(norm.denormalize(data[squares])).clamp(-1, 1)))
+        ceiling = judge(list(vae.decode(norm.denormalize(data[squares])).clamp(-1, 1)))
     model = cogvideox_transformer_shapes(mean.shape[1])
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(0)
@@ -140,8 +133,7 @@ def main() -> None:
         for shape in ("square", "circle"):
             videos = [pipe(f"a {colour} {shape} moving {direction}", seed=seed, progress=False).frames
                       for colour, direction in trained_pairs for seed in (0, 1, 2)]
-            fills = fills_of(videos)
-            result[shape] = {"fills": fills, "judged_square": judged_square(fills), "n": len(fills)}
+            result[shape] = judge(videos)
         x0 = data[squares]
         own = caption_index[squares]
         noise = randn(x0.shape, torch.Generator().manual_seed(1), x0.device)
@@ -158,8 +150,7 @@ def main() -> None:
             v = model_fn(z_t, steps, embedded.embeddings[own], embedded.mask[own]).float()
             alpha, sigma = schedule.alphas_cumprod[t].sqrt().float(), (1 - schedule.alphas_cumprod[t]).sqrt().float()
             decoded = vae.decode(norm.denormalize(alpha * z_t - sigma * v)).clamp(-1, 1)
-            fills = fills_of(list(decoded))
-            result["denoise"][t] = {"fills": fills, "judged_square": judged_square(fills), "n": len(fills)}
+            result["denoise"][t] = judge(list(decoded))
         model.train()
         return result
 
@@ -180,7 +171,7 @@ def main() -> None:
         if step % args.eval_every == 0 or step == args.steps:
             report = evaluate(step)
             report["train_seconds"] = round(time.perf_counter() - started, 1)
-            report["vae_only"] = {"fills": ceiling, "judged_square": judged_square(ceiling), "n": len(ceiling)}
+            report["vae_only"] = ceiling
             reports.append(report)
             print(f"\nstep {step} (loss {loss.item():.4f}, {report['train_seconds']:.0f} s so far)\n")
             print("| prompts | judged square | fills |\n| --- | --- | --- |")
@@ -189,7 +180,7 @@ def main() -> None:
                 print(f"| {shape} | {r['judged_square']}/{r['n']} | {' '.join(str(f) for f in r['fills'])} |")
             print("\n| t | denoised real squares judged square | fills | loss gain from the shape word |")
             print("| --- | --- | --- | --- |")
-            print(f"| VAE only | {judged_square(ceiling)}/{len(ceiling)} | {' '.join(str(f) for f in ceiling)} | - |")
+            print(f"| VAE only | {ceiling['judged_square']}/{ceiling['n']} | {' '.join(str(f) for f in ceiling['fills'])} | - |")
             for t, r in report["denoise"].items():
                 print(f"| {t} | {r['judged_square']}/{r['n']} | {' '.join(str(f) for f in r['fills'])} | "
                       f"{report['word_gain'][t]:+.4f} |")
