@@ -579,13 +579,13 @@ def test_shipped_recipes_parse():
 
 
 def cli(*argv) -> int:
-    """`vidgen ARGV` through the real entry point, with only the train command registered (so that
-    this file tests `vidgen train`, whatever state the other commands are in)."""
+    """`vidgen ARGV` through the real entry point, with only the train and export commands registered (so
+    that this file tests them, whatever state the other commands are in)."""
     from vidgen.cli import main as cli_main
 
     saved = cli_main.COMMAND_MODULES
-    assert "vidgen.cli.train" in saved
-    cli_main.COMMAND_MODULES = ["vidgen.cli.train"]
+    assert "vidgen.cli.train" in saved and "vidgen.cli.export" in saved
+    cli_main.COMMAND_MODULES = ["vidgen.cli.train", "vidgen.cli.export"]
     try:
         return cli_main.main(list(argv))
     finally:
@@ -741,6 +741,48 @@ def test_transformer_smoke_resume_is_exact_and_reuses_cache(tmp_path, tiny_vae_d
     a = load_safetensors(transformer_smoke_run / "final" / "model.safetensors")
     b = load_safetensors(split / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_writes_a_checkpoint_as_the_run_would(tmp_path, transformer_smoke_run, vae_smoke_run, capsys):
+    from vidgen.modeling import load_safetensors, read_json
+
+    run = transformer_smoke_run
+    # The latest checkpoint (step 4, the end of the run): the same pipeline as the run's own export,
+    # built from the run's cache (not re-encoded).
+    assert cli("export", str(run)) == 0
+    out = capsys.readouterr().out
+    assert "latent cache: reusing" in out and "exported: " in out
+    exported = run / "exports" / "step_00000004"
+    assert read_json(exported / "export.json")["step"] == 4 and read_json(exported / "export.json")["weights"] == "ema"
+    for part in ("transformer/model.safetensors", "vae/model.safetensors"):
+        a, b = load_safetensors(run / "pipeline" / part), load_safetensors(exported / "pipeline" / part)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert read_json(exported / "pipeline" / "pipeline.json")["latent_scaling_factor"] == \
+        read_json(run / "pipeline" / "pipeline.json")["latent_scaling_factor"]
+    # An earlier step: its checkpoint's EMA weights (stored bf16 in the pipeline), not the last ones.
+    assert cli("export", str(run), "--step", "2") == 0
+    ema2 = load_safetensors(run / "checkpoints" / "step_00000002" / "ema.safetensors")
+    step2 = load_safetensors(run / "exports" / "step_00000002" / "pipeline" / "transformer" / "model.safetensors")
+    assert all(torch.equal(step2[k], v.to(step2[k].dtype)) for k, v in ema2.items())
+    last = load_safetensors(exported / "pipeline" / "transformer" / "model.safetensors")
+    assert not all(torch.equal(step2[k], last[k]) for k in last)
+    # --raw: the raw weights, as the run's final_raw/ (export_dtype bf16 in both)
+    assert cli("export", str(run), "--raw", "--output", str(tmp_path / "raw")) == 0
+    raw = load_safetensors(tmp_path / "raw" / "final" / "model.safetensors")
+    final_raw = load_safetensors(run / "final_raw" / "model.safetensors")
+    assert all(torch.equal(raw[k], final_raw[k]) for k in final_raw)
+    assert not all(torch.equal(raw[k].float(), load_safetensors(run / "final" / "model.safetensors")[k].float())
+                   for k in raw)  # EMA and raw weights differ, so the flag did something
+    # A kind without a pipeline (the VAE): final/ only, equal to the run's EMA export.
+    assert cli("export", str(vae_smoke_run), "--output", str(tmp_path / "vae")) == 0
+    a, b = (load_safetensors(p / "final" / "model.safetensors") for p in (vae_smoke_run, tmp_path / "vae"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    # Clear errors: a step that is not kept, a folder that is not a run.
+    assert cli("export", str(run), "--step", "3") == 2
+    assert "no checkpoint of step 3; it has steps [2, 4]" in capsys.readouterr().err
+    assert cli("export", str(tmp_path)) == 2
+    assert "is not a training run folder (no recipe.json)" in capsys.readouterr().err
 
 
 def test_transformer_objective_caption_dropout_uses_empty_prompt():

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "vidgen.cli.evaluate",
     "vidgen.cli.data",
     "vidgen.cli.train",
+    "vidgen.cli.export",
     "vidgen.cli.models",
     "vidgen.cli.serve",
 ]

@@ -534,3 +534,56 @@ def run_recipe(recipe: Recipe, resume: bool = False, progress: bool = True,
                       export_fn=setup.export_fn, resume=resume, progress=progress, log_fn=log)
     write_json(saved_path, resolved)
     return trainer.train()
+
+
+def export_checkpoint(run_dir: str | Path, step: int | None = None, output: str | Path | None = None,
+                      raw: bool = False, device: str = "cpu", log: Callable[[str], None] = print) -> Path:
+    """Export one checkpoint of a run as the run's final export would (pipeline folder and all), without
+    training: to try a model at step N while the run goes on, or after it was stopped.
+
+    run_dir: a run folder (its recipe.json and checkpoints/ are read; caches there are reused, not rebuilt).
+    step:    the checkpoint's step (None = the latest).
+    output:  where to write (default run_dir/exports/step_NNNNNNNN); it gets what the recipe's export
+             writes (final/, and pipeline/ for the kinds that make one) plus export.json (run, step, weights).
+    raw:     the raw weights instead of the EMA weights (the EMA ones are used when the run keeps them and
+             its train.export is "ema", as at the end of training).
+    Returns the exported folder (the pipeline folder when the kind writes one).
+    """
+    from vidgen.training.checkpoint import checkpoint_dirs, load_checkpoint
+    from vidgen.training.trainer import export_model, resolve_device
+
+    run_dir = Path(run_dir)
+    saved_path = run_dir / RECIPE_FILE
+    if not saved_path.is_file():
+        raise VidgenError(f"{run_dir} is not a training run folder (no {RECIPE_FILE}); give the --output folder "
+                          f"of a `vidgen train` run")
+    checkpoints = dict(checkpoint_dirs(run_dir / "checkpoints"))
+    if not checkpoints:
+        raise VidgenError(f"{run_dir} has no checkpoints (looked in {run_dir / 'checkpoints'})")
+    if step is None:
+        step = max(checkpoints)
+    if step not in checkpoints:
+        raise VidgenError(f"{run_dir} has no checkpoint of step {step}; it has steps {sorted(checkpoints)} "
+                          f"(older ones are pruned: train.keep_checkpoints)")
+    recipe = parse_recipe(read_json(saved_path), name=run_dir.name, source=str(saved_path),
+                          overrides=[f"output.dir={json.dumps(str(run_dir))}"])
+    kind = get_kind(recipe.kind)
+    context = BuildContext(run_dir=run_dir, device=resolve_device(device), resume=True, progress=False, log=log)
+    torch.manual_seed(recipe.train.seed)
+    setup = kind.build(recipe, context)
+    checkpoint = load_checkpoint(checkpoints[step])
+    use_ema = not raw and recipe.train.export == "ema" and checkpoint["ema"] is not None
+    weights = checkpoint["ema"] if use_ema else checkpoint["model"]
+    model = setup.model.to(context.device).eval()
+    model.load_state_dict(weights, strict=True)
+    destination = Path(output) if output is not None else run_dir / "exports" / f"step_{step:08d}"
+    destination.mkdir(parents=True, exist_ok=True)
+    if setup.export_fn is not None:
+        exported = Path(setup.export_fn(model, destination))
+    else:
+        dtype = torch.bfloat16 if recipe.train.export_dtype == "bfloat16" else None
+        exported = export_model(model, destination / "final", dtype)
+    write_json(destination / "export.json", {"run": str(run_dir.resolve()), "checkpoint": checkpoints[step].name,
+                                             "step": step, "weights": "ema" if use_ema else "raw"})
+    log(f"exported step {step} ({'EMA' if use_ema else 'raw'} weights) of {run_dir} -> {exported}")
+    return exported
