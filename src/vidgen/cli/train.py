@@ -17,7 +17,8 @@ examples:
   vidgen train cogvideox-shapes-vae-smoke --output /tmp/smoke --device cpu
 
 Ctrl-C finishes the current step, writes a checkpoint and exits; --resume continues exactly.
-See docs/training.md for the recipe format."""
+`vidgen export RUN --step N` writes a kept checkpoint as a model (or pipeline) folder, also while the
+run trains. See docs/training.md for the recipe format."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
