@@ -240,17 +240,17 @@ def test_smoke_recipe_logs_parts_and_exports_a_pipeline_folder(smoke_run, tokeni
 
 
 def test_smoke_resume_is_exact_and_reuses_the_cache(tmp_path, tokenizer_dir, smoke_run, capsys):
+    from conftest import rewound_copy
     from vidgen.modeling import load_safetensors
 
-    # 2 steps, then --resume to 4: the same weights as 4 straight steps (tasks, masks, condition draws and
-    # condition dropout all come from the checkpointed generator), and the token cache is reused.
-    split = tmp_path / "split"
-    args = smoke_args(tokenizer_dir)
-    assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(split), "--steps", "2", *args) == 0
-    assert "token cache: tokenizing 8 clips" in capsys.readouterr().out
-    assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(split), "--resume", *args) == 0
+    # The 4-step run interrupted after its step-2 checkpoint, then --resume: the same weights as 4 straight
+    # steps (tasks, masks, condition draws and condition dropout all come from the checkpointed generator),
+    # and the token cache is reused.
+    split = rewound_copy(smoke_run, tmp_path / "split", 2)
+    assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(split), "--resume",
+               *smoke_args(tokenizer_dir)) == 0
     out = capsys.readouterr().out
-    assert "token cache: reusing" in out and "tokenizing" not in out
+    assert "token cache: reusing" in out and "tokenizing" not in out and "step_00000002" in out
     a = load_safetensors(smoke_run / "final" / "model.safetensors")
     b = load_safetensors(split / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -181,6 +181,52 @@ class CrashAt:
         return noisy_objective(model, batch, generator)
 
 
+def test_lr_schedule_restart_continues_from_the_old_rate():
+    cfg = TrainConfig(steps=20, lr=1.0, warmup_steps=4, min_lr_ratio=0.1)
+    old = TrainConfig(steps=12, lr=1.0, warmup_steps=4, min_lr_ratio=0.1)
+    start_lr = lr_at(8, old)  # 0.55, half-way through the old cosine
+    lrs = [lr_at(s, cfg, (8, start_lr)) for s in range(21)]
+    assert lrs[:8] == [lr_at(s, cfg) for s in range(8)]  # before the restart: the plain schedule
+    assert lrs[8] == pytest.approx(0.55) and lrs[14] == pytest.approx(0.1 + 0.225) and lrs[20] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[8:]))
+    assert lr_at(8, cfg) > 0.55  # what the plain 20-step schedule would have jumped to
+
+
+def test_extending_a_run_keeps_the_learning_rate_continuous(tmp_path):
+    logged = []
+
+    def trainer(folder, objective=noisy_objective, resume=False, **overrides):
+        return Trainer(tiny_model(), objective, toy_dataset(), config(log_every=1, **overrides),
+                       tmp_path / folder / "run", resume=resume, progress=False, log_fn=logged.append)
+
+    def stopped_at_6(folder):  # an 8-step run that died in step 7: checkpoints at steps 3 and 6
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            trainer(folder, CrashAt(2 * 6 + 1)).train()
+
+    # Resumed with train.steps 8 -> 16 in mid-decay: the rate goes on from its step-6 value (not up to where
+    # a 16-step schedule would be at step 6), down to the minimum at step 16.
+    stopped_at_6("a")
+    extended = trainer("a", resume=True, steps=16)
+    start_lr = lr_at(6, config())
+    assert extended.lr_restart == (6, pytest.approx(start_lr)) and start_lr < 0.5 * lr_at(6, config(steps=16))
+    assert any("train.steps 8 -> 16: the learning rate continues from" in line for line in logged)
+    extended.train()
+    records = [json.loads(line) for line in (tmp_path / "a" / "run" / "log.jsonl").read_text().splitlines()]
+    rates = {r["step"]: r["lr"] for r in records}  # logged step k ran with the rate of step index k - 1
+    assert rates[7] == pytest.approx(start_lr)
+    assert rates[16] == pytest.approx(lr_at(15, config(steps=16), extended.lr_restart))
+    assert lr_at(16, config(steps=16), extended.lr_restart) == pytest.approx(config().lr * config().min_lr_ratio)
+    assert all(rates[k] >= rates[k + 1] for k in range(3, 16))
+    # The restart is checkpointed: the extended run stopped (in step 13) and resumed ends bit-identical.
+    stopped_at_6("b")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer("b", CrashAt(2 * (12 - 6) + 1), resume=True, steps=16).train()  # checkpoints at 9 and 12
+    resumed = trainer("b", resume=True, steps=16)
+    assert resumed.step == 12 and resumed.lr_restart == extended.lr_restart
+    resumed.train()
+    assert_identical(weights(extended), weights(resumed))
+
+
 def test_resume_after_crash_is_bit_identical(tmp_path):
     straight = make_trainer(tmp_path / "a")
     result = straight.train()
@@ -728,16 +774,17 @@ def test_transformer_smoke_recipe_exports_a_loadable_pipeline(transformer_smoke_
 
 
 def test_transformer_smoke_resume_is_exact_and_reuses_cache(tmp_path, tiny_vae_dir, transformer_smoke_run, capsys):
+    from conftest import rewound_copy
     from vidgen.modeling import load_safetensors
 
-    # 2 steps, then --resume to 4: the same weights as 4 straight steps (posterior samples, caption
-    # dropout and timesteps all come from the checkpointed generator), and the cache is reused.
-    split = tmp_path / "split"
-    args = smoke_args(tiny_vae_dir)
-    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(split), "--steps", "2", *args) == 0
-    assert "latent cache: encoding 8 clips" in capsys.readouterr().out
-    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(split), "--resume", *args) == 0
-    assert "latent cache: reusing" in capsys.readouterr().out
+    # The 4-step run interrupted after its step-2 checkpoint, then --resume: the same weights as 4 straight
+    # steps (posterior samples, caption dropout and timesteps all come from the checkpointed generator),
+    # and the cache is reused.
+    split = rewound_copy(transformer_smoke_run, tmp_path / "split", 2)
+    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(split), "--resume",
+               *smoke_args(tiny_vae_dir)) == 0
+    out = capsys.readouterr().out
+    assert "latent cache: reusing" in out and "resumed from" in out and "step_00000002" in out
     a = load_safetensors(transformer_smoke_run / "final" / "model.safetensors")
     b = load_safetensors(split / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -934,6 +981,7 @@ def test_vae_gan_decoder_fine_tune_resumes_exactly(tmp_path, vae_smoke_run):
     sees the 4k frames after the first, runs from gan.start_step, and its state resumes bit for bit."""
     from safetensors.torch import load_file
 
+    from conftest import rewound_copy
     from vidgen.modeling import load_safetensors
 
     args = ["--no-progress", "--set", "gan.enabled=true", "--set", 'gan.discriminator="tiny"', "--set",
@@ -943,7 +991,7 @@ def test_vae_gan_decoder_fine_tune_resumes_exactly(tmp_path, vae_smoke_run):
     assert cli("train", "cogvideox-shapes-vae-smoke", "--output", str(straight), *args) == 0
     log = (straight / "log.jsonl").read_text()
     assert '"disc_loss"' in log and '"gan_weight"' in log
-    assert cli("train", "cogvideox-shapes-vae-smoke", "--output", str(split), "--steps", "2", *args) == 0
+    rewound_copy(straight, split, 2)  # interrupted after its step-2 checkpoint, then resumed
     assert cli("train", "cogvideox-shapes-vae-smoke", "--output", str(split), "--resume", *args) == 0
     def last(run):
         return max((run / "checkpoints").glob("step_*"))

@@ -134,12 +134,22 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def lr_at(step: int, config: TrainConfig) -> float:
+def lr_at(step: int, config: TrainConfig, restart: tuple[int, float] | None = None) -> float:
     """Learning rate of optimiser step `step` (0-based): linear warm-up, then cosine decay to
-    lr * min_lr_ratio at `config.steps` (constant after that)."""
+    lr * min_lr_ratio at `config.steps` (constant after that).
+
+    restart = (start_step, start_lr): the schedule of a run whose `train.steps` changed when it was
+    resumed at start_step. From there the rate decays by a cosine from start_lr (its value under the old
+    schedule) to lr * min_lr_ratio at the new `config.steps`, so it continues where it was instead of
+    jumping to where a schedule laid out over the new length would have it (a jump up can undo a run).
+    """
+    min_lr = config.lr * config.min_lr_ratio
+    if restart is not None and step >= restart[0]:
+        start, start_lr = restart
+        progress = min(1.0, (step - start) / max(1, config.steps - start))
+        return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (start_lr - min_lr)
     if config.warmup_steps > 0 and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    min_lr = config.lr * config.min_lr_ratio
     decay_steps = max(1, config.steps - config.warmup_steps)
     progress = min(1.0, (step - config.warmup_steps) / decay_steps)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.lr - min_lr)
@@ -224,6 +234,7 @@ class Trainer:
 
         self.step = 0
         self.batches_consumed = 0
+        self.lr_restart: tuple[int, float] | None = None  # set when a resume changes train.steps (lr_at)
         self.last_checkpoint: Path | None = None
         self._stop_requested = False
         # RNG states are set when `train()` starts, not here, so that whatever the caller does
@@ -261,6 +272,7 @@ class Trainer:
     def _trainer_state(self) -> dict[str, Any]:
         return {"step": self.step, "batches_consumed": self.batches_consumed,
                 "ema_num_updates": self.ema.num_updates if self.ema else 0,
+                "lr_restart": list(self.lr_restart) if self.lr_restart else None,
                 "train_config": dataclasses.asdict(self.config)}
 
     def save_checkpoint(self) -> Path:
@@ -302,6 +314,16 @@ class Trainer:
         self._pending_rng = (ckpt["rng_tensors"], state)
         self.step = int(state["step"])
         self.batches_consumed = int(state["batches_consumed"])
+        restart = state.get("lr_restart")
+        self.lr_restart = (int(restart[0]), float(restart[1])) if restart else None
+        saved_steps = saved.get("steps", self.config.steps)
+        if saved_steps != self.config.steps and self.step >= self.config.warmup_steps:
+            # A longer (or shorter) run: continue from the rate this step had, decaying over the new length.
+            old_schedule = dataclasses.replace(self.config, steps=int(saved_steps))
+            self.lr_restart = (self.step, lr_at(self.step, old_schedule, self.lr_restart))
+            self.log_fn(f"train.steps {saved_steps} -> {self.config.steps}: the learning rate continues from "
+                        f"{self.lr_restart[1]:.3g} at step {self.step} and decays to "
+                        f"{self.config.lr * self.config.min_lr_ratio:.3g} at step {self.config.steps}")
         self.last_checkpoint = path
         self.log_fn(f"resumed from {path} (step {self.step})")
 
@@ -352,7 +374,7 @@ class Trainer:
         try:
             while self.step < config.steps and not self._stop_requested:
                 started = time.perf_counter()
-                lr = lr_at(self.step, config)
+                lr = lr_at(self.step, config, self.lr_restart)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 losses = {}
