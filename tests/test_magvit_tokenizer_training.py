@@ -87,8 +87,9 @@ def test_3d_stage_with_gan_resumes_exactly(stage2d, tmp_path):
     log = (straight / "log.jsonl").read_text()
     assert '"disc_loss"' in log and '"lecam"' in log              # the GAN ran (from step 2)
 
-    split = tmp_path / "split"
-    run("magvit-shapes-vq-smoke", split, inflate, "train.steps=2")
+    from conftest import rewound_copy
+
+    split = rewound_copy(straight, tmp_path / "split", 2)  # interrupted after its step-2 checkpoint
     recipe = load_recipe("magvit-shapes-vq-smoke", [f'output.dir="{split}"', 'train.device="cpu"', inflate])
     run_recipe(recipe, resume=True, progress=False, log=lambda _: None)
     a, b = final_state(straight), final_state(split)
