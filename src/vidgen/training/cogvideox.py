@@ -453,8 +453,7 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
             _write_clip(samples_dir / f"step_{step:07d}_{i:02d}_{slug}.{sample.format}", result.tensor, cache.fps)
 
     def export_fn(model: nn.Module, run_dir: Path) -> Path:
-        dtype = torch.bfloat16 if recipe.train.export_dtype == "bfloat16" else None
-        export_model(model, run_dir / "final", dtype)
+        export_model(model, run_dir / "final", recipe.train.export_torch_dtype)
         return export_pipeline(run_dir / "pipeline", vae_folder, model, settings)
 
     return TrainingSetup(model=model, objective=objective, dataset=CachedLatents(cache), sample_fn=sample_fn,

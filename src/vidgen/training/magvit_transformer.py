@@ -406,8 +406,7 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
         return {f"heldout_{name}": value / len(items) for name, value in totals.items() if name != "mask_ratio"}
 
     def export_fn(model: nn.Module, run_dir: Path) -> Path:
-        dtype = torch.bfloat16 if recipe.train.export_dtype == "bfloat16" else None
-        export_model(model, run_dir / "final", dtype)
+        export_model(model, run_dir / "final", recipe.train.export_torch_dtype)
         return export_pipeline(run_dir / "pipeline", tokenizer_folder, model, settings)
 
     return TrainingSetup(model=model, objective=objective, dataset=CachedTokens(cache), collate_fn=batcher,

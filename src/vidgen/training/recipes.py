@@ -550,7 +550,7 @@ def export_checkpoint(run_dir: str | Path, step: int | None = None, output: str 
     Returns the exported folder (the pipeline folder when the kind writes one).
     """
     from vidgen.training.checkpoint import checkpoint_dirs, load_checkpoint
-    from vidgen.training.trainer import export_model, resolve_device
+    from vidgen.training.trainer import load_model_weights, resolve_device, write_final
 
     run_dir = Path(run_dir)
     saved_path = run_dir / RECIPE_FILE
@@ -573,16 +573,12 @@ def export_checkpoint(run_dir: str | Path, step: int | None = None, output: str 
     setup = kind.build(recipe, context)
     checkpoint = load_checkpoint(checkpoints[step])
     use_ema = not raw and recipe.train.export == "ema" and checkpoint["ema"] is not None
-    weights = checkpoint["ema"] if use_ema else checkpoint["model"]
     model = setup.model.to(context.device).eval()
-    model.load_state_dict(weights, strict=True)
+    load_model_weights(model, checkpoint["ema"] if use_ema else checkpoint["model"],
+                       checkpoints[step] / ("ema.safetensors" if use_ema else "model.safetensors"))
     destination = Path(output) if output is not None else run_dir / "exports" / f"step_{step:08d}"
     destination.mkdir(parents=True, exist_ok=True)
-    if setup.export_fn is not None:
-        exported = Path(setup.export_fn(model, destination))
-    else:
-        dtype = torch.bfloat16 if recipe.train.export_dtype == "bfloat16" else None
-        exported = export_model(model, destination / "final", dtype)
+    exported = write_final(model, destination, recipe.train, setup.export_fn)
     write_json(destination / "export.json", {"run": str(run_dir.resolve()), "checkpoint": checkpoints[step].name,
                                              "step": step, "weights": "ema" if use_ema else "raw"})
     log(f"exported step {step} ({'EMA' if use_ema else 'raw'} weights) of {run_dir} -> {exported}")

@@ -97,6 +97,11 @@ class TrainConfig:
                                       # is searched for the sub-folder of the model's class) whose
                                       # weights replace the fresh ones before step 0; "" = from scratch
 
+    @property
+    def export_torch_dtype(self) -> torch.dtype | None:
+        """The storage dtype of exported weights (None = as trained, float32)."""
+        return torch.bfloat16 if self.export_dtype == "bfloat16" else None
+
     def __post_init__(self) -> None:
         _check(self.steps >= 0, "train.steps", self.steps, "an integer >= 0")
         _check(self.batch_size >= 1, "train.batch_size", self.batch_size, "an integer >= 1")
@@ -143,16 +148,15 @@ def lr_at(step: int, config: TrainConfig, restart: tuple[int, float] | None = No
     schedule) to lr * min_lr_ratio at the new `config.steps`, so it continues where it was instead of
     jumping to where a schedule laid out over the new length would have it (a jump up can undo a run).
     """
-    min_lr = config.lr * config.min_lr_ratio
     if restart is not None and step >= restart[0]:
         start, start_lr = restart
-        progress = min(1.0, (step - start) / max(1, config.steps - start))
-        return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (start_lr - min_lr)
-    if config.warmup_steps > 0 and step < config.warmup_steps:
+    elif config.warmup_steps > 0 and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
-    decay_steps = max(1, config.steps - config.warmup_steps)
-    progress = min(1.0, (step - config.warmup_steps) / decay_steps)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (config.lr - min_lr)
+    else:
+        start, start_lr = config.warmup_steps, config.lr
+    min_lr = config.lr * config.min_lr_ratio
+    progress = min(1.0, (step - start) / max(1, config.steps - start))
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (start_lr - min_lr)
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
@@ -295,10 +299,7 @@ class Trainer:
         if "ema" in saved and saved["ema"] != self.config.ema:
             raise CheckpointError(f"cannot resume from {path}: train.ema was {saved['ema']} and is "
                                   f"{self.config.ema} now")
-        if isinstance(self.model, PretrainedModel):
-            self.model.load_state_dict_strict(ckpt["model"], source=str(path / "model.safetensors"))
-        else:
-            self.model.load_state_dict(ckpt["model"], strict=True)
+        load_model_weights(self.model, ckpt["model"], path / "model.safetensors")
         if self.ema is not None:
             if ckpt["ema"] is None:
                 raise CheckpointError(f"{path} has no ema.safetensors but train.ema is on")
@@ -484,14 +485,27 @@ class Trainer:
     def export(self) -> Path:
         """Write the final model (EMA or raw, see `TrainConfig.export`) and return its folder. With
         EMA export the raw weights are written alongside, to run_dir/final_raw/ (for comparisons)."""
-        dtype = torch.bfloat16 if self.config.export_dtype == "bfloat16" else None
         model = self.model
         if self.config.export == "ema" and self.ema is not None:
             model = self.ema.model
-            export_model(self.model, self.run_dir / "final_raw", dtype)
-        if self.export_fn is not None:
-            return Path(self.export_fn(model, self.run_dir))
-        return export_model(model, self.run_dir / "final", dtype)
+            export_model(self.model, self.run_dir / "final_raw", self.config.export_torch_dtype)
+        return write_final(model, self.run_dir, self.config, self.export_fn)
+
+
+def write_final(model: nn.Module, directory: Path, config: TrainConfig, export_fn: ExportHook | None = None) -> Path:
+    """A run's final export of `model` into `directory`: the kind's `export_fn` (e.g. final/ + pipeline/)
+    or else directory/final/, in `config.export_dtype`. Returns the exported folder."""
+    if export_fn is not None:
+        return Path(export_fn(model, directory))
+    return export_model(model, directory / "final", config.export_torch_dtype)
+
+
+def load_model_weights(model: nn.Module, state: Mapping[str, torch.Tensor], source: Path) -> None:
+    """Load a full state dict saved from `model`'s class; a vidgen model lists missing or mis-shaped keys."""
+    if isinstance(model, PretrainedModel):
+        model.load_state_dict_strict(dict(state), source=str(source))
+    else:
+        model.load_state_dict(state, strict=True)
 
 
 def export_model(model: nn.Module, directory: Path, dtype: torch.dtype | None = None) -> Path:
