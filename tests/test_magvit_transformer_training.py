@@ -246,6 +246,11 @@ def test_smoke_resume_is_exact_and_reuses_the_cache(tmp_path, tokenizer_dir, smo
     # The 4-step run interrupted after its step-2 checkpoint, then --resume: the same weights as 4 straight
     # steps (tasks, masks, condition draws and condition dropout all come from the checkpointed generator),
     # and the token cache is reused.
+    # A fresh run tokenizes the clips once ...
+    assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(tmp_path / "fresh"), "--steps", "0",
+               *smoke_args(tokenizer_dir)) == 0
+    assert "token cache: tokenizing 8 clips" in capsys.readouterr().out
+    # ... and a resumed one reuses its cache.
     split = rewound_copy(smoke_run, tmp_path / "split", 2)
     assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(split), "--resume",
                *smoke_args(tokenizer_dir)) == 0

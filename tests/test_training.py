@@ -780,6 +780,11 @@ def test_transformer_smoke_resume_is_exact_and_reuses_cache(tmp_path, tiny_vae_d
     # The 4-step run interrupted after its step-2 checkpoint, then --resume: the same weights as 4 straight
     # steps (posterior samples, caption dropout and timesteps all come from the checkpointed generator),
     # and the cache is reused.
+    # A fresh run encodes the clips once ...
+    assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(tmp_path / "fresh"), "--steps", "0",
+               *smoke_args(tiny_vae_dir)) == 0
+    assert "latent cache: encoding 8 clips" in capsys.readouterr().out
+    # ... and a resumed one reuses its cache.
     split = rewound_copy(transformer_smoke_run, tmp_path / "split", 2)
     assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(split), "--resume",
                *smoke_args(tiny_vae_dir)) == 0
