@@ -588,6 +588,47 @@ def test_cfg_errors():
         cfg_model_fn(model, {"emb": emb}, None, 5.0)
 
 
+class WeakModel(CountingModel):
+    """A different model: v = 0.3 x - emb.mean(-1)."""
+
+    def __call__(self, x, t, emb, flag=None):
+        self.batch_sizes.append(x.shape[0])
+        return 0.3 * x - emb.mean(-1).view(-1, *([1] * (x.ndim - 1)))
+
+
+def test_autoguidance_formula_and_calls():
+    """v = v_u + w (v_c - v_u) + a (v_c - v_weak), the weak model called once on the conditional inputs."""
+    g = torch.Generator().manual_seed(1)
+    x, t = randn(SHAPE, g), torch.tensor([300, 300])
+    cond, uncond = {"emb": randn((2, 8), g)}, {"emb": randn((2, 8), g)}
+    model, weak = CountingModel(), WeakModel()
+    out = cfg_model_fn(model, cond, uncond, 4.0, weak_model=weak, autoguidance_scale=2.5)(x, t)
+    assert model.batch_sizes == [4] and weak.batch_sizes == [2]
+    v_c, v_u, v_w = model(x, t, **cond), model(x, t, **uncond), weak(x, t, **cond)
+    torch.testing.assert_close(out, v_u + 4.0 * (v_c - v_u) + 2.5 * (v_c - v_w))
+
+    # guidance 1: Karras et al.'s pure autoguidance D_weak + (1 + a)(D - D_weak)
+    model, weak = CountingModel(), WeakModel()
+    out = cfg_model_fn(model, cond, None, 1.0, weak_model=weak, autoguidance_scale=2.0)(x, t)
+    assert model.batch_sizes == [2] and weak.batch_sizes == [2]
+    torch.testing.assert_close(out, v_w + 3.0 * (v_c - v_w))
+
+    # scale 0: plain CFG and the weak model is never run
+    model, weak = CountingModel(), WeakModel()
+    out = cfg_model_fn(model, cond, uncond, 4.0, weak_model=weak, autoguidance_scale=0.0)(x, t)
+    assert weak.batch_sizes == []
+    torch.testing.assert_close(out, v_u + 4.0 * (v_c - v_u))
+
+
+def test_autoguidance_errors():
+    model, emb = CountingModel(), torch.zeros(2, 8)
+    with pytest.raises(VidgenError, match="needs a weak model"):
+        cfg_model_fn(model, {"emb": emb}, {"emb": emb}, 5.0, autoguidance_scale=1.0)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(VidgenError, match="autoguidance_scale="):
+            cfg_model_fn(model, {"emb": emb}, {"emb": emb}, 5.0, weak_model=WeakModel(), autoguidance_scale=bad)
+
+
 def test_dynamic_cfg_matches_cogvideox_pipeline_formula():
     """A model whose cond output is 1 and uncond output 0 returns exactly the guidance scale."""
     g_scale, n = 6.0, 50

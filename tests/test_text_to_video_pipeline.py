@@ -127,3 +127,53 @@ def test_pipeline_decodes_through_its_latent_normalisation_and_keeps_it_on_save(
     # A scale-only pipeline writes no map (its pipeline.json stays as before).
     plain = pipe.save_pretrained(tmp_path / "plain")
     assert "latent_normalization" not in read_json(plain / "pipeline.json")
+
+
+def test_autoguidance_weak_transformer_round_trip_defaults_and_errors(pipe, tmp_path):
+    from vidgen.modeling import read_json
+
+    torch.manual_seed(5)
+    weak = cogvideox_transformer_tiny(in_channels=pipe.vae.config.latent_channels, text_dim=384)
+    for p in weak.parameters():
+        p.data.add_(0.02 * torch.randn_like(p))
+    settings = {**pipe.settings, "default_autoguidance": 2.0}
+    guided = CogVideoXPipeline(pipe.vae, pipe.transformer, "minilm", pipe.schedule, 0.7, settings, device="cpu",
+                               bf16=False, autoguidance_transformer=weak)
+    request = {"seed": 0, "num_frames": 5, "height": 32, "width": 32, "progress": False}
+    plain = guided("a red circle", autoguidance_scale=0, **request)
+    default = guided("a red circle", **request)
+    assert default.info["autoguidance_scale"] == 2.0 and plain.info["autoguidance_scale"] == 0
+    assert (default.tensor - plain.tensor).abs().max() > 1e-3  # the weak model steers the sample
+    # a = 0 is exactly the pipeline without a weak model
+    torch.testing.assert_close(plain.tensor, CogVideoXPipeline(
+        pipe.vae, pipe.transformer, "minilm", pipe.schedule, 0.7, pipe.settings, device="cpu", bf16=False,
+    )("a red circle", **request).tensor)
+
+    folder = guided.save_pretrained(tmp_path / "guided")
+    assert (folder / "autoguidance_transformer" / "model.safetensors").is_file()
+    assert read_json(folder / "pipeline.json")["default_autoguidance"] == 2.0
+    loaded = load_pipeline(folder, device="cpu", bf16=False)
+    torch.testing.assert_close(loaded("a red circle", **request).tensor, default.tensor, atol=1e-5, rtol=0)
+
+    with pytest.raises(VidgenError, match="autoguidance_scale=-1"):
+        guided("a red circle", autoguidance_scale=-1, **request)
+    with pytest.raises(VidgenError, match="has no weak transformer"):
+        pipe("a red circle", autoguidance_scale=1.0, **request)
+    assert pipe.default_autoguidance == 0.0
+    # pipeline.json asks for autoguidance but the weak model is gone
+    import shutil
+    shutil.rmtree(folder / "autoguidance_transformer")
+    with pytest.raises(VidgenError, match="autoguidance_transformer is missing"):
+        load_pipeline(folder, device="cpu")
+    wrong = cogvideox_transformer_tiny(in_channels=pipe.vae.config.latent_channels + 1, text_dim=384)
+    with pytest.raises(VidgenError, match="in_channels"):
+        CogVideoXPipeline(pipe.vae, pipe.transformer, "minilm", pipe.schedule, 0.7, settings, device="cpu",
+                          autoguidance_transformer=wrong)
+
+
+def test_generate_cli_autoguidance_flag(pipe, tmp_path):
+    folder = pipe.save_pretrained(tmp_path / "noweak")
+    result = subprocess.run([sys.executable, "-m", "vidgen.cli.main", "generate", "a red circle", "-o",
+                             str(tmp_path / "x.gif"), "--model", str(folder), "--steps", "2", "--autoguidance", "2",
+                             "--no-progress"], check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "has no weak transformer" in result.stderr and "Traceback" not in result.stderr

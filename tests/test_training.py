@@ -795,6 +795,67 @@ def test_transformer_smoke_resume_is_exact_and_reuses_cache(tmp_path, tiny_vae_d
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_stop_at_pauses_and_resume_ends_as_the_straight_run(tmp_path, tiny_vae_dir, transformer_smoke_run, capsys):
+    from vidgen.modeling import load_safetensors
+
+    run = tmp_path / "paused"
+    args = ["train", "cogvideox-shapes-transformer-smoke", "--output", str(run), *smoke_args(tiny_vae_dir)]
+    assert cli(*args, "--stop-at", "3") == 0
+    out = capsys.readouterr().out
+    assert "paused at step 3 (--stop-at)" in out and "--resume" in out
+    assert (run / "checkpoints" / "step_00000003").is_dir() and not (run / "final").exists()
+    assert cli(*args, "--resume", "--stop-at", "2") == 2  # nothing left before that step
+    assert "already at step 3" in capsys.readouterr().err
+    assert cli(*args, "--resume") == 0
+    a = load_safetensors(transformer_smoke_run / "final" / "model.safetensors")
+    b = load_safetensors(run / "final" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert cli(*args[:3], str(tmp_path / "zero"), *args[4:], "--stop-at", "0") == 2
+    assert "stop_at = 0" in capsys.readouterr().err
+
+
+def test_autoguidance_recipe_keeps_the_early_model_and_ships_it(tmp_path, tiny_vae_dir, capsys):
+    from vidgen.modeling import load_safetensors, read_json
+    from vidgen.pipelines import load_pipeline
+
+    run = tmp_path / "ag"
+    args = ["train", "cogvideox-shapes-transformer-smoke", "--output", str(run), *smoke_args(tiny_vae_dir),
+            "--steps", "6", "--set", "train.checkpoint_every=4", "--set", "train.keep_checkpoints=1",
+            "--set", "train.sample_every=0"]
+    assert cli(*args, "--set", "autoguidance.step=1", "--set", "autoguidance.scale=1.5") == 0
+    # step 1 is checkpointed although checkpoint_every is 4, and never pruned (keep_checkpoints = 1)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000001", "step_00000006"]
+    settings = read_json(run / "pipeline" / "pipeline.json")
+    assert settings["default_autoguidance"] == 1.5 and "step 1" in settings["autoguidance"]
+    ema1 = load_safetensors(run / "checkpoints" / "step_00000001" / "ema.safetensors")
+    weak = load_safetensors(run / "pipeline" / "autoguidance_transformer" / "model.safetensors")
+    assert weak.keys() == ema1.keys() and all(torch.equal(weak[k], v.to(torch.bfloat16)) for k, v in ema1.items())
+    final = load_safetensors(run / "pipeline" / "transformer" / "model.safetensors")
+    assert not all(torch.equal(final[k], weak[k]) for k in weak)
+    pipe = load_pipeline(run / "pipeline", device="cpu", bf16=False)
+    request = {"seed": 0, "num_inference_steps": 2, "num_frames": 9, "height": 32, "width": 32, "progress": False}
+    guided, plain = pipe("a red circle moving left", **request), pipe("a red circle moving left", autoguidance_scale=0,
+                                                                       **request)
+    assert guided.info["autoguidance_scale"] == 1.5 and not torch.equal(guided.tensor, plain.tensor)
+    # `vidgen export` of a later step ships the same weak model
+    assert cli("export", str(run)) == 0
+    again = load_safetensors(run / "exports" / "step_00000006" / "pipeline" / "autoguidance_transformer" /
+                             "model.safetensors")
+    assert all(torch.equal(again[k], weak[k]) for k in weak)
+    capsys.readouterr()
+
+    # Bad settings are refused before any training.
+    assert cli(*args[:-6], "--output", str(tmp_path / "x"), "--set", "autoguidance.scale=2") == 2
+    assert "needs autoguidance.step > 0" in capsys.readouterr().err
+    assert cli(*args, "--set", "autoguidance.step=6") == 2
+    assert "must be below train.steps" in capsys.readouterr().err
+    assert cli(*args, "--set", "train.keep_steps=[0]") == 2
+    assert "train.keep_steps" in capsys.readouterr().err
+    # Asking on resume for a step whose checkpoint was pruned fails at once, not at the export.
+    assert cli(*args, "--steps", "8", "--resume", "--set", "autoguidance.step=4") == 2
+    assert "checkpoint was not kept" in capsys.readouterr().err
+
+
 def test_export_writes_a_checkpoint_as_the_run_would(tmp_path, transformer_smoke_run, vae_smoke_run, capsys):
     from vidgen.modeling import load_safetensors, read_json
 

@@ -76,6 +76,7 @@ class ModelEntry:
     default_steps: int | None = None
     default_guidance: float | None = None
     pixel_guidance: float | None = None  # MAGVIT: the default of the tasks given pixels, when it differs
+    default_autoguidance: float | None = None  # diffusion models with a weak transformer (autoguidance)
     parameters: int = 0
     disk_bytes: int = 0
     components: list[str] = field(default_factory=list)
@@ -262,6 +263,7 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
         default_steps=_optional(settings, "default_steps", int),
         default_guidance=_optional(settings, "default_guidance", float),
         pixel_guidance=_optional(settings, "pixel_guidance", float),
+        default_autoguidance=_optional(settings, "default_autoguidance", float),
         parameters=folder_parameters(folder),
         disk_bytes=disk_bytes(folder),
         components=list(components),

@@ -4,6 +4,7 @@ model (`--tasks`) also its video tasks on held-out clips against simple baseline
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1], help="seeds per prompt (default: 0 1)")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
+    parser.add_argument("--autoguidance", type=float, default=None,
+                        help="autoguidance scale for diffusion models with a weak transformer (default: the model's)")
     parser.add_argument("--json", default=None, help="write the full report (per-video verdicts) here")
     parser.add_argument("--save-videos", default=None, help="folder to keep the generated GIFs in")
     parser.add_argument("--device", default=None, help="cpu or cuda")
@@ -86,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
                           "text-to-video")
     reports = {}
     if args.sets:
-        reports = evaluate_pipeline(pipe, args.sets, args.seeds, args.steps, args.guidance, save_dir=args.save_videos)
+        if args.autoguidance is not None and "autoguidance_scale" not in inspect.signature(pipe.__call__).parameters:
+            raise VidgenError(f"--autoguidance applies to diffusion models; {args.model!r} ({type(pipe).__name__}) "
+                              "has no autoguidance")
+        reports = evaluate_pipeline(pipe, args.sets, args.seeds, args.steps, args.guidance, save_dir=args.save_videos,
+                                    autoguidance_scale=args.autoguidance)
     summary = {name: _attribute_summary(r) for name, r in reports.items()}
     task_reports = {}
     if pixel_tasks or class_generation:
@@ -109,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         summary.update({name: {"error": r["error"]} for name, r in task_reports.items() if "error" in r})
     if args.json:
         payload = {"model": args.model, "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance,
+                   "autoguidance": args.autoguidance,
                    "reports": reports}
         if task_reports:
             payload["tasks"] = task_reports

@@ -42,6 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale "
                         "(default: the model's; 1 = no guidance)")
+    parser.add_argument("--autoguidance", type=float, default=None, help="autoguidance scale: guidance away "
+                        "from the model's weak transformer (default: the model's; 0 = off)")
     parser.add_argument("--negative-prompt", default=None, help="what the video should not show")
     parser.add_argument("--frames", type=int, default=None, help="number of frames (4k+1; default: the model's)")
     parser.add_argument("--height", type=int, default=None, help="height in pixels (default: the model's)")
@@ -73,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
             raise VidgenError(f"--sampler applies to diffusion models; {args.model!r} ({type(pipe).__name__}) "
                               "decodes tokens and has no sampler to choose")
         extra["sampler"] = args.sampler
+    if args.autoguidance is not None:
+        if "autoguidance_scale" not in inspect.signature(pipe.__call__).parameters:
+            raise VidgenError(f"--autoguidance applies to diffusion models; {args.model!r} ({type(pipe).__name__}) "
+                              "has no autoguidance")
+        extra["autoguidance_scale"] = args.autoguidance
     video = pipe(args.prompt, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
                  negative_prompt=args.negative_prompt,
                  num_frames=args.frames if args.frames is not None else int(settings.get("num_frames", 17)),
@@ -93,7 +100,8 @@ def _run_class(args: argparse.Namespace, outputs: list[Path]) -> int:
         raise VidgenError("give a PROMPT or --class, not both (class-conditional generation takes no text)")
     ignored = [flag for flag, value in (("--negative-prompt", args.negative_prompt), ("--frames", args.frames),
                                         ("--height", args.height), ("--width", args.width),
-                                        ("--sampler", args.sampler)) if value is not None]
+                                        ("--sampler", args.sampler), ("--autoguidance", args.autoguidance))
+               if value is not None]
     if ignored:
         raise VidgenError(f"{', '.join(ignored)} do not apply to --class (the model generates its own clip size)")
     entry = describe_model(args.model)  # pipeline.json only: a text-only model is refused before loading

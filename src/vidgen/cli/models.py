@@ -85,6 +85,7 @@ def run_info(args: argparse.Namespace) -> int:
     rows += [
         ("defaults", f"{entry.default_steps} steps, guidance {entry.default_guidance}"
          + (f" (tasks given a video: {entry.pixel_guidance})" if entry.pixel_guidance is not None else "")
+         + (f", autoguidance {entry.default_autoguidance}" if entry.default_autoguidance else "")
          if entry.default_steps is not None else "-"),
         ("parameters", f"{format_count(entry.parameters)} ({entry.parameters:,})"),
         ("size on disk", format_bytes(entry.disk_bytes)),

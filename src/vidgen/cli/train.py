@@ -17,6 +17,7 @@ examples:
   vidgen train cogvideox-shapes-vae-smoke --output /tmp/smoke --device cpu
 
 Ctrl-C finishes the current step, writes a checkpoint and exits; --resume continues exactly.
+--stop-at STEP does the same at a chosen step (train a long run in pieces).
 `vidgen export RUN --step N` writes a kept checkpoint as a model (or pipeline) folder, also while the
 run trains. See docs/training.md for the recipe format."""
 
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override any recipe value, e.g. --set train.lr=1e-4 (repeatable; values are "
                              "read as TOML, e.g. true, 3, [\"a\", \"b\"])")
+    parser.add_argument("--stop-at", type=int, default=None, metavar="STEP",
+                        help="pause after this step (checkpoint, no export); --resume continues exactly, with "
+                             "the learning-rate schedule of the whole run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
     parser.set_defaults(func=run)
 
@@ -78,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, overrides)
     print(f"recipe {recipe.name} [{recipe.kind}] -> {recipe.run_dir}"
           + (" (resuming)" if args.resume else ""))
-    result = run_recipe(recipe, resume=args.resume, progress=not args.no_progress)
+    result = run_recipe(recipe, resume=args.resume, progress=not args.no_progress, stop_at=args.stop_at)
+    if result.interrupted and args.stop_at is not None and result.step == args.stop_at:
+        print(f"paused at step {result.step} (--stop-at); checkpoint: {result.checkpoint}\n"
+              f"continue with: vidgen train {args.recipe} --output {recipe.run_dir} --resume")
+        return 0
     if result.interrupted:
         print(f"interrupted at step {result.step}; checkpoint: {result.checkpoint}\n"
               f"continue with: vidgen train {args.recipe} --output {recipe.run_dir} --resume")

@@ -1,10 +1,18 @@
-"""Classifier-free guidance (Ho & Salimans 2022) as a wrapper: a conditional model in, a guided
-`model_fn(x, t) -> v` out, ready for any sampler in `vidgen.diffusion.samplers`.
+"""Classifier-free guidance (Ho & Salimans 2022) and autoguidance (Karras et al. 2024) as a wrapper: a
+conditional model in, a guided `model_fn(x, t) -> v` out, ready for any sampler in
+`vidgen.diffusion.samplers`.
 
-    v = v_uncond + w * (v_cond - v_uncond)
+    v = v_uncond + w * (v_cond - v_uncond) + a * (v_cond - v_weak)
 
 The unconditional input is whatever embedding the model was trained with for dropped captions: the empty
 prompt's embedding, or a negative prompt's embedding ("negative prompt" = uncond).
+
+Autoguidance ("Guiding a Diffusion Model with a Bad Version of Itself"): `v_weak` is the prediction of a
+weaker version of the same model (e.g. an early checkpoint of the same run) with the *same* conditioning.
+Where the two disagree, the weak model makes the kind of error the good one makes less of (blurred,
+averaged detail), so stepping away from it sharpens what the good model has learnt, without the loss of
+variety that a large CFG scale brings. With w = 1 this is Karras et al.'s D_weak + (1 + a)(D - D_weak); a = 0
+is plain CFG.
 """
 
 from __future__ import annotations
@@ -96,6 +104,8 @@ def cfg_model_fn(
     dynamic: bool | DynamicKind = False,
     num_steps: int | None = None,
     num_train_timesteps: int = 1000,
+    weak_model: Callable[..., torch.Tensor] | None = None,
+    autoguidance_scale: float = 0.0,
 ) -> ModelFn:
     """Builds the guided `model_fn(x, t) -> v` for the samplers.
 
@@ -109,6 +119,9 @@ def cfg_model_fn(
     dynamic: False (constant w), True or "cogvideox" (CogVideoX's schedule, needs num_steps), or "cosine";
         see `dynamic_guidance_scale`. As in diffusers, guidance_scale = 1 switches guidance off, also when
         dynamic.
+
+    weak_model / autoguidance_scale: autoguidance (module docstring): `weak_model(x, t, **cond)` is the weak
+        model, called with the conditional inputs only; a >= 0, 0 = off (weak_model is then not called).
 
     The guided prediction is combined in float32 (bf16 model outputs are upcast) and returned as float32.
     """
@@ -124,10 +137,24 @@ def cfg_model_fn(
             f"num_steps={num_steps!r}: dynamic='cogvideox' guidance needs the number of sampling steps"
         )
 
+    if not math.isfinite(autoguidance_scale) or autoguidance_scale < 0:
+        raise VidgenError(
+            f"autoguidance_scale={autoguidance_scale!r}: expected a finite number >= 0 (0 = no autoguidance)"
+        )
+    if autoguidance_scale > 0 and weak_model is None:
+        raise VidgenError(f"autoguidance_scale={autoguidance_scale}: autoguidance needs a weak model")
+
+    def autoguided(x: torch.Tensor, t: torch.Tensor, v: torch.Tensor, v_cond: torch.Tensor) -> torch.Tensor:
+        if autoguidance_scale == 0:
+            return v
+        return v + autoguidance_scale * (v_cond - weak_model(x, t, **cond).float())
+
     if guidance_scale == 1.0:
 
         def conditional(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return model(x, _timesteps(t, x), **cond)
+            t = _timesteps(t, x)
+            v_cond = model(x, t, **cond)
+            return autoguided(x, t, v_cond.float(), v_cond.float()) if autoguidance_scale else v_cond
 
         return conditional
 
@@ -144,7 +171,7 @@ def cfg_model_fn(
         else:
             scale = dynamic_guidance_scale(guidance_scale, t, kind, num_steps, num_train_timesteps)
             scale = scale.to(x.device, torch.float32).view((-1,) + (1,) * (x.ndim - 1))  # (B, 1, ..., 1)
-        return v_uncond + scale * (v_cond - v_uncond)
+        return autoguided(x, t, v_uncond + scale * (v_cond - v_uncond), v_cond)
 
     return guided
 

@@ -109,15 +109,19 @@ def format_by_value(by_value: dict[str, dict[str, list[int]]], attribute: str) -
 
 def evaluate_pipeline(pipe, sets: Sequence[str] = PROMPT_SETS, seeds: Sequence[int] = (0, 1),
                       num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                      save_dir: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
-    """Evaluate a text-to-video pipeline on the named prompt sets: {set name: report}."""
+                      save_dir: str | Path | None = None, log: Callable[[str], None] = print,
+                      autoguidance_scale: float | None = None) -> dict:
+    """Evaluate a text-to-video pipeline on the named prompt sets: {set name: report}.
+
+    autoguidance_scale: passed to the pipeline when given (None = the pipeline's default)."""
+    extra = {} if autoguidance_scale is None else {"autoguidance_scale": autoguidance_scale}
     reports = {}
     for name in sets:
         prompts = prompt_set(name)
 
         def generate(prompt: str, seed: int) -> np.ndarray:
             return pipe(prompt, seed=seed, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                        progress=False).frames
+                        progress=False, **extra).frames
 
         directory = Path(save_dir) / name if save_dir is not None else None
         report = evaluate_text_to_video(generate, prompts, seeds, save_dir=directory)

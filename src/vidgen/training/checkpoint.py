@@ -25,6 +25,7 @@ import random
 import re
 import shutil
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +159,10 @@ def latest_checkpoint(root: str | os.PathLike) -> Path | None:
 def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, ema_state: dict[str, torch.Tensor] | None,
                     generator: torch.Generator | None, state: dict[str, Any], keep: int = 2,
-                    objective_state: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write the checkpoint of `step` atomically under `root` and prune all but the newest `keep`.
+                    objective_state: dict[str, torch.Tensor] | None = None,
+                    protect: Collection[int] = ()) -> Path:
+    """Write the checkpoint of `step` atomically under `root` and prune all but the newest `keep` (and those
+    of the steps in `protect`, which are never pruned).
 
     `state` is the trainer's JSON-able state (step, batches consumed, ...); RNG states are added here.
     """
@@ -184,8 +187,9 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
 
     # Re-saving the same step (e.g. Ctrl-C right after a periodic checkpoint) replaces it atomically.
     atomic_write_dir(final, write)
-    for _, old_dir in checkpoint_dirs(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old_dir, ignore_errors=True)
+    for old_step, old_dir in checkpoint_dirs(root)[:-keep] if keep > 0 else []:
+        if old_step not in protect:
+            shutil.rmtree(old_dir, ignore_errors=True)
     return final
 
 

@@ -334,6 +334,30 @@ class SampleOptions:
             raise VidgenError(f"sample.format = {self.format!r}: expected 'gif' or 'mp4'")
 
 
+@dataclasses.dataclass
+class AutoguidanceOptions:
+    """[autoguidance] table: keep an early model of the run as the pipeline's weak transformer
+    (`vidgen.diffusion.guidance`: Karras et al. 2024, "Guiding a Diffusion Model with a Bad Version of Itself").
+
+    step:  0 = none; else the run's weights at this step (EMA when train.export = "ema") become
+           pipeline/autoguidance_transformer/. Its checkpoint is written and never pruned.
+    scale: the autoguidance scale written to pipeline.json as `default_autoguidance` (0 = the weak model is
+           shipped but off unless a call asks for it).
+    """
+
+    step: int = 0
+    scale: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.step < 0:
+            raise VidgenError(f"autoguidance.step = {self.step}: expected 0 (none) or the step whose weights "
+                              f"become the weak model")
+        if not 0 <= self.scale <= 50:
+            raise VidgenError(f"autoguidance.scale = {self.scale}: expected a number in [0, 50]")
+        if self.scale > 0 and self.step == 0:
+            raise VidgenError(f"autoguidance.scale = {self.scale} needs autoguidance.step > 0 (the weak model)")
+
+
 def _transformer_sizes() -> dict[str, Any]:
     from vidgen.generators import expert_transformer as m
 
@@ -387,6 +411,18 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     condition: ConditionOptions = recipe.sections["condition"]
     diffusion: DiffusionOptions = recipe.sections["diffusion"]
     sample: SampleOptions = recipe.sections["sample"]
+    autoguidance: AutoguidanceOptions = recipe.sections["autoguidance"]
+    if autoguidance.step and autoguidance.step >= recipe.train.steps:
+        raise VidgenError(f"autoguidance.step = {autoguidance.step} must be below train.steps = "
+                          f"{recipe.train.steps}: the weak model is an earlier state of the run")
+    if autoguidance.step and context.resume:  # fail now, not at the export after hours of training
+        from vidgen.training.checkpoint import checkpoint_dirs
+
+        kept = dict(checkpoint_dirs(context.run_dir / "checkpoints"))
+        if kept and max(kept) > autoguidance.step and autoguidance.step not in kept:
+            raise VidgenError(f"autoguidance.step = {autoguidance.step}: the run is past that step and its checkpoint "
+                              f"was not kept (it has {sorted(kept)}); choose a kept step or set it before the run "
+                              f"gets there")
     schedule = diffusion.schedule()
 
     try:
@@ -452,17 +488,39 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
             slug = "".join(c if c.isalnum() else "-" for c in prompt.lower())[:40].strip("-")
             _write_clip(samples_dir / f"step_{step:07d}_{i:02d}_{slug}.{sample.format}", result.tensor, cache.fps)
 
+    def weak_transformer() -> nn.Module:
+        """The run's model at autoguidance.step, from its kept checkpoint."""
+        from vidgen.training.checkpoint import checkpoint_dirs, load_checkpoint
+        from vidgen.training.trainer import load_model_weights
+
+        kept = dict(checkpoint_dirs(context.run_dir / "checkpoints"))
+        if autoguidance.step not in kept:
+            raise VidgenError(f"autoguidance.step = {autoguidance.step}: {context.run_dir / 'checkpoints'} has no "
+                              f"checkpoint of that step (it has {sorted(kept)}); the run keeps it once it gets there")
+        checkpoint = load_checkpoint(kept[autoguidance.step])
+        use_ema = recipe.train.export == "ema" and checkpoint["ema"] is not None
+        weak = build_model(recipe, in_channels=int(latent_channels), text_dim=int(cache.text_embeddings.shape[-1]))
+        load_model_weights(weak, checkpoint["ema"] if use_ema else checkpoint["model"], kept[autoguidance.step])
+        return weak.eval()
+
     def export_fn(model: nn.Module, run_dir: Path) -> Path:
         export_model(model, run_dir / "final", recipe.train.export_torch_dtype)
-        return export_pipeline(run_dir / "pipeline", vae_folder, model, settings)
+        if not autoguidance.step:
+            return export_pipeline(run_dir / "pipeline", vae_folder, model, settings)
+        weights = "EMA" if recipe.train.export == "ema" else "raw"
+        with_weak = {**settings, "default_autoguidance": autoguidance.scale,
+                     "autoguidance": f"{weights} weights of step {autoguidance.step} of the same run"}
+        return export_pipeline(run_dir / "pipeline", vae_folder, model, with_weak, weak_transformer())
 
     return TrainingSetup(model=model, objective=objective, dataset=CachedLatents(cache), sample_fn=sample_fn,
-                         export_fn=export_fn)
+                         export_fn=export_fn, keep_steps=(autoguidance.step,) if autoguidance.step else ())
 
 
-def export_pipeline(folder: Path, vae_folder: Path, transformer: nn.Module, settings: dict[str, Any]) -> Path:
+def export_pipeline(folder: Path, vae_folder: Path, transformer: nn.Module, settings: dict[str, Any],
+                    weak_transformer: nn.Module | None = None) -> Path:
     """Write a pipeline folder atomically: vae/ (the VAE with `scaling_factor` set to the measured one),
-    transformer/ (bf16 storage) and pipeline.json."""
+    transformer/ (bf16 storage), autoguidance_transformer/ when a weak model is given, and pipeline.json."""
+    from vidgen.pipelines.text_to_video import AUTOGUIDANCE_FOLDER
     from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
 
     def write(tmp: Path) -> None:
@@ -470,6 +528,8 @@ def export_pipeline(folder: Path, vae_folder: Path, transformer: nn.Module, sett
         vae.config = dataclasses.replace(vae.config, scaling_factor=float(settings["latent_scaling_factor"]))
         vae.save_pretrained(tmp / "vae")
         transformer.save_pretrained(tmp / "transformer", dtype=torch.bfloat16)
+        if weak_transformer is not None:
+            weak_transformer.save_pretrained(tmp / AUTOGUIDANCE_FOLDER, dtype=torch.bfloat16)
         write_json(tmp / "pipeline.json", settings)
 
     return atomic_write_dir(folder, write)
@@ -480,6 +540,7 @@ register_kind(RecipeKind(
     description="CogVideoX expert transformer (v-prediction) on cached latents of a trained VAE, text-conditioned",
     sizes=_transformer_sizes,
     build=build_transformer,
-    sections={"condition": ConditionOptions, "diffusion": DiffusionOptions, "sample": SampleOptions},
-    resumable_changes=("sample.",),
+    sections={"condition": ConditionOptions, "diffusion": DiffusionOptions, "sample": SampleOptions,
+              "autoguidance": AutoguidanceOptions},
+    resumable_changes=("sample.", "autoguidance."),
 ))

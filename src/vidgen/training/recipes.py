@@ -66,7 +66,7 @@ TOP_LEVEL = ("kind", "description", "model", "data", "train", "output")
 # Keys that may differ between a run and its resumption: they change neither the model nor the data.
 # train.init_from is read only before step 0 (on resume the checkpoint holds the weights).
 RESUMABLE_CHANGES = ("description", "output.", "train.steps", "train.log_every", "train.eval_every",
-                     "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints",
+                     "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints", "train.keep_steps",
                      "train.num_workers", "train.device", "train.export", "train.export_dtype", "train.init_from")
 
 
@@ -162,6 +162,7 @@ class TrainingSetup:
     sample_fn: SampleHook | None = None
     eval_fn: EvalHook | None = None
     export_fn: ExportHook | None = None
+    keep_steps: tuple[int, ...] = ()  # checkpoints the export reads besides the latest (never pruned)
 
 
 @dataclasses.dataclass
@@ -502,8 +503,8 @@ def recipe_changes(old: Mapping[str, Any], new: Mapping[str, Any], allowed: Sequ
 
 
 def run_recipe(recipe: Recipe, resume: bool = False, progress: bool = True,
-               log: Callable[[str], None] = print) -> TrainResult:
-    """Train what `recipe` describes, into `recipe.output.dir`."""
+               log: Callable[[str], None] = print, stop_at: int | None = None) -> TrainResult:
+    """Train what `recipe` describes, into `recipe.output.dir` (`stop_at`: pause after that step, see `Trainer`)."""
     kind = get_kind(recipe.kind)
     run_dir = recipe.run_dir
     resolved = recipe.to_dict()
@@ -531,7 +532,8 @@ def run_recipe(recipe: Recipe, resume: bool = False, progress: bool = True,
         log(f"initial weights: {initialise_from(setup.model, recipe.train.init_from)} (train.init_from)")
     trainer = Trainer(setup.model, setup.objective, setup.dataset, recipe.train, run_dir,
                       collate_fn=setup.collate_fn, sample_fn=setup.sample_fn, eval_fn=setup.eval_fn,
-                      export_fn=setup.export_fn, resume=resume, progress=progress, log_fn=log)
+                      export_fn=setup.export_fn, resume=resume, progress=progress, log_fn=log,
+                      keep_steps=setup.keep_steps, stop_at=stop_at)
     write_json(saved_path, resolved)
     return trainer.train()
 

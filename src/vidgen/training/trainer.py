@@ -21,7 +21,7 @@ What one step does, in order:
     every log_every steps: print + append to run_dir/log.jsonl
     every eval_every / sample_every steps: eval hook / sample hook on the EMA model, with the RNGs
         saved and restored around them so that hooks never change the training run
-    every checkpoint_every steps: checkpoint (atomic, last `keep_checkpoints` kept)
+    every checkpoint_every steps: checkpoint (atomic, last `keep_checkpoints` kept, plus those of `keep_steps`)
 At the end: a last checkpoint, then the export (EMA or raw weights, via `save_pretrained`) in
 run_dir/final/ (and the raw weights in run_dir/final_raw/ when final/ holds the EMA). Ctrl-C finishes the current step, writes a checkpoint and returns (a second Ctrl-C
 quits at once).
@@ -91,6 +91,8 @@ class TrainConfig:
     sample_every: int = 0
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
+    keep_steps: list[int] = dataclasses.field(default_factory=list)  # steps whose checkpoints are written
+                                      # and never pruned (e.g. an early model kept for autoguidance)
     export: str = "ema"               # "ema" or "raw": which weights go to run_dir/final/
     export_dtype: str = "float32"     # "float32" or "bfloat16" storage of the exported weights
     init_from: str = ""               # fine-tuning: a model folder or bundled name (a pipeline folder
@@ -120,6 +122,8 @@ class TrainConfig:
         for name in ("log_every", "eval_every", "sample_every", "checkpoint_every"):
             _check(getattr(self, name) >= 0, f"train.{name}", getattr(self, name), "an integer >= 0 (0 = off)")
         _check(self.keep_checkpoints >= 1, "train.keep_checkpoints", self.keep_checkpoints, "an integer >= 1")
+        _check(all(isinstance(s, int) and s >= 1 for s in self.keep_steps), "train.keep_steps", self.keep_steps,
+               "a list of steps >= 1")
         _check(self.export in ("ema", "raw"), "train.export", self.export, "'ema' or 'raw'")
         _check(self.export_dtype in ("float32", "bfloat16"), "train.export_dtype", self.export_dtype,
                "'float32' or 'bfloat16'")
@@ -186,7 +190,7 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
 @dataclasses.dataclass
 class TrainResult:
     step: int                         # optimiser steps done in total
-    interrupted: bool                 # True if Ctrl-C stopped the run early
+    interrupted: bool                 # True if Ctrl-C (or stop_at) stopped the run before train.steps
     checkpoint: Path | None           # the last checkpoint written
     export_dir: Path | None           # run_dir/final (None when interrupted)
     losses: dict[str, float]          # the mean losses of the last step
@@ -209,8 +213,16 @@ class Trainer:
                  run_dir: str | Path, *, collate_fn: Callable[[Sequence[Any]], Any] | None = None,
                  sample_fn: SampleHook | None = None, eval_fn: EvalHook | None = None,
                  export_fn: ExportHook | None = None, resume: bool = False, progress: bool = True,
-                 log_fn: Callable[[str], None] = print):
+                 log_fn: Callable[[str], None] = print, keep_steps: Sequence[int] = (),
+                 stop_at: int | None = None):
+        """keep_steps: steps whose checkpoints are kept besides `config.keep_steps` (what a kind's export needs).
+        stop_at: pause after this step (checkpoint, no export), as if Ctrl-C came then; --resume continues
+            exactly, so a run can be trained in time-boxed pieces with the schedule of the whole run."""
+        if stop_at is not None and (isinstance(stop_at, bool) or not isinstance(stop_at, int) or stop_at < 1):
+            raise VidgenError(f"stop_at = {stop_at!r}: expected a step >= 1")
+        self.stop_at = stop_at
         self.config = config
+        self.keep_steps = frozenset(config.keep_steps) | frozenset(int(s) for s in keep_steps)
         self.device = resolve_device(config.device)
         self.run_dir = Path(run_dir)
         self.checkpoint_root = self.run_dir / "checkpoints"
@@ -283,7 +295,7 @@ class Trainer:
         self.last_checkpoint = save_checkpoint(
             self.checkpoint_root, self.step, model=self.model, optimizer=self.optimizer,
             ema_state=self.ema.state_dict() if self.ema else None, generator=self.generator,
-            state=self._trainer_state(), keep=self.config.keep_checkpoints,
+            state=self._trainer_state(), keep=self.config.keep_checkpoints, protect=self.keep_steps,
             objective_state=self.objective.state_tensors() if hasattr(self.objective, "state_tensors") else None)
         return self.last_checkpoint
 
@@ -373,7 +385,11 @@ class Trainer:
                              pin_memory=self.device.type == "cuda")
         self.model.train()
         try:
-            while self.step < config.steps and not self._stop_requested:
+            end = config.steps if self.stop_at is None else min(config.steps, self.stop_at)
+            if self.step >= end and self.step < config.steps:
+                raise VidgenError(f"stop at step {self.stop_at}: the run is already at step {self.step}; "
+                                  f"give a later step (train.steps is {config.steps})")
+            while self.step < end and not self._stop_requested:
                 started = time.perf_counter()
                 lr = lr_at(self.step, config, self.lr_restart)
                 for group in self.optimizer.param_groups:
@@ -431,14 +447,15 @@ class Trainer:
                 if self.sample_fn is not None and config.sample_every and (
                         self.step % config.sample_every == 0 or last):
                     self._run_samples()
-                if config.checkpoint_every and self.step % config.checkpoint_every == 0 and not last:
+                periodic = config.checkpoint_every and self.step % config.checkpoint_every == 0
+                if (periodic or self.step in self.keep_steps) and not last:
                     self.save_checkpoint()
         finally:
             if bar is not None:
                 bar.close()
             del loader  # shuts DataLoader workers down
 
-        interrupted = self._stop_requested and self.step < config.steps
+        interrupted = self.step < config.steps
         if self.last_checkpoint is None or _step_of(self.last_checkpoint) != self.step:
             self.save_checkpoint()
         if interrupted:
