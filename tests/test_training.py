@@ -842,7 +842,22 @@ def test_autoguidance_recipe_keeps_the_early_model_and_ships_it(tmp_path, tiny_v
     again = load_safetensors(run / "exports" / "step_00000006" / "pipeline" / "autoguidance_transformer" /
                              "model.safetensors")
     assert all(torch.equal(again[k], weak[k]) for k in weak)
+    # The weak model may instead be any transformer folder: re-exporting the finished run (--resume) with
+    # step 1's export as autoguidance.transformer ships the same weights.
+    assert cli("export", str(run), "--step", "1", "--output", str(tmp_path / "step1")) == 0
+    assert cli(*args, "--resume", "--set", "autoguidance.scale=1.5",
+               "--set", f"autoguidance.transformer=\"{tmp_path / 'step1' / 'final'}\"") == 0
+    settings = read_json(run / "pipeline" / "pipeline.json")
+    assert "step1" in settings["autoguidance"] and settings["default_autoguidance"] == 1.5
+    from_folder = load_safetensors(run / "pipeline" / "autoguidance_transformer" / "model.safetensors")
+    assert all(torch.equal(from_folder[k], weak[k]) for k in weak)
+    # a pipeline folder holding both transformers gives its main one (as train.init_from does)
+    from vidgen.modeling import resolve_component
+    assert resolve_component(run / "pipeline", "CogVideoXTransformer").name == "transformer"
     capsys.readouterr()
+    assert cli(*args, "--resume", "--set", "autoguidance.step=1",
+               "--set", f"autoguidance.transformer=\"{tmp_path / 'step1' / 'final'}\"") == 2
+    assert "give one weak model, not both" in capsys.readouterr().err
 
     # Bad settings are refused before any training.
     assert cli(*args[:-6], "--output", str(tmp_path / "x"), "--set", "autoguidance.scale=2") == 2

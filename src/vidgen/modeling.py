@@ -224,15 +224,22 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         f"bundled models: {', '.join(names) if names else '(none)'}")
 
 
+MAIN_COMPONENTS = ("transformer", "vae", "tokenizer")  # a pipeline's own sub-folders (others are auxiliary)
+
+
 def resolve_component(name_or_path: str | os.PathLike, class_name: str) -> Path:
     """The folder of a `class_name` model's weights: `name_or_path` itself (a local folder or bundled name)
     when it holds model.safetensors, else, for a pipeline folder, its one sub-folder whose config.json
-    names that class (e.g. a MAGVIT pipeline's tokenizer/ for "MagvitVQ"); CheckpointError otherwise.
+    names that class (e.g. a MAGVIT pipeline's tokenizer/ for "MagvitVQ"; of several, the pipeline's main
+    component, e.g. transformer/ rather than autoguidance_transformer/); CheckpointError otherwise.
     The class of a folder given directly is left to the loader (`from_pretrained` checks it)."""
     folder = resolve_model_path(name_or_path)
     if not (folder / WEIGHTS_NAME).is_file():
         matches = [sub for sub in sorted(folder.iterdir()) if (sub / CONFIG_NAME).is_file()
                    and read_json(sub / CONFIG_NAME).get("_class_name") == class_name]
+        main = [sub for sub in matches if sub.name in MAIN_COMPONENTS]
+        if len(matches) > 1 and len(main) == 1:
+            matches = main
         if len(matches) != 1:
             raise CheckpointError(
                 f"{folder} has no {WEIGHTS_NAME} and {'no' if not matches else len(matches)} sub-folder(s) "

@@ -341,21 +341,28 @@ class AutoguidanceOptions:
 
     step:  0 = none; else the run's weights at this step (EMA when train.export = "ema") become
            pipeline/autoguidance_transformer/. Its checkpoint is written and never pruned.
+    transformer: instead of a step, a CogVideoXTransformer folder (or a pipeline holding one) to ship as the
+           weak model, e.g. a smaller model trained on the same latents (Karras et al.'s choice).
     scale: the autoguidance scale written to pipeline.json as `default_autoguidance` (0 = the weak model is
            shipped but off unless a call asks for it).
     """
 
     step: int = 0
+    transformer: str = ""
     scale: float = 0.0
 
     def __post_init__(self) -> None:
         if self.step < 0:
             raise VidgenError(f"autoguidance.step = {self.step}: expected 0 (none) or the step whose weights "
                               f"become the weak model")
+        if self.step and self.transformer:
+            raise VidgenError(f"autoguidance.step = {self.step} and autoguidance.transformer = "
+                              f"{self.transformer!r}: give one weak model, not both")
         if not 0 <= self.scale <= 50:
             raise VidgenError(f"autoguidance.scale = {self.scale}: expected a number in [0, 50]")
-        if self.scale > 0 and self.step == 0:
-            raise VidgenError(f"autoguidance.scale = {self.scale} needs autoguidance.step > 0 (the weak model)")
+        if self.scale > 0 and self.step == 0 and not self.transformer:
+            raise VidgenError(f"autoguidance.scale = {self.scale} needs autoguidance.step > 0 or "
+                              f"autoguidance.transformer (the weak model)")
 
 
 def _transformer_sizes() -> dict[str, Any]:
@@ -489,9 +496,21 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
             _write_clip(samples_dir / f"step_{step:07d}_{i:02d}_{slug}.{sample.format}", result.tensor, cache.fps)
 
     def weak_transformer() -> nn.Module:
-        """The run's model at autoguidance.step, from its kept checkpoint."""
+        """The run's model at autoguidance.step, from its kept checkpoint (or autoguidance.transformer)."""
+        from vidgen.generators.expert_transformer import CogVideoXTransformer
+        from vidgen.modeling import resolve_component
         from vidgen.training.checkpoint import checkpoint_dirs, load_checkpoint
         from vidgen.training.trainer import load_model_weights
+
+        if autoguidance.transformer:
+            weak = CogVideoXTransformer.from_pretrained(resolve_component(autoguidance.transformer,
+                                                                          "CogVideoXTransformer"))
+            mine = model.config
+            for key in ("in_channels", "text_dim", "patch_size", "patch_size_t"):
+                if getattr(weak.config, key) != getattr(mine, key):
+                    raise VidgenError(f"autoguidance.transformer = {autoguidance.transformer!r} has {key}="
+                                      f"{getattr(weak.config, key)!r}; this run's transformer has {getattr(mine, key)!r}")
+            return weak.eval()
 
         kept = dict(checkpoint_dirs(context.run_dir / "checkpoints"))
         if autoguidance.step not in kept:
@@ -505,11 +524,12 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
 
     def export_fn(model: nn.Module, run_dir: Path) -> Path:
         export_model(model, run_dir / "final", recipe.train.export_torch_dtype)
-        if not autoguidance.step:
+        if not autoguidance.step and not autoguidance.transformer:
             return export_pipeline(run_dir / "pipeline", vae_folder, model, settings)
         weights = "EMA" if recipe.train.export == "ema" else "raw"
-        with_weak = {**settings, "default_autoguidance": autoguidance.scale,
-                     "autoguidance": f"{weights} weights of step {autoguidance.step} of the same run"}
+        source = (f"{weights} weights of step {autoguidance.step} of the same run" if autoguidance.step
+                  else f"the transformer of {autoguidance.transformer}")
+        with_weak = {**settings, "default_autoguidance": autoguidance.scale, "autoguidance": source}
         return export_pipeline(run_dir / "pipeline", vae_folder, model, with_weak, weak_transformer())
 
     return TrainingSetup(model=model, objective=objective, dataset=CachedLatents(cache), sample_fn=sample_fn,
