@@ -795,6 +795,36 @@ def test_transformer_smoke_resume_is_exact_and_reuses_cache(tmp_path, tiny_vae_d
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resume_accepts_a_decoder_only_vae_change_and_refuses_another_encoder(tmp_path, tiny_vae_dir,
+                                                                               transformer_smoke_run, capsys):
+    from conftest import rewound_copy
+    from vidgen.modeling import load_safetensors
+    from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
+
+    def perturbed(part: str):
+        vae = CogVideoXVAE.from_pretrained(tiny_vae_dir)
+        with torch.no_grad():
+            for name, p in vae.named_parameters():
+                if name.startswith(part):
+                    p.add_(0.01)
+        return vae.save_pretrained(tmp_path / part)
+
+    run = rewound_copy(transformer_smoke_run, tmp_path / "run", 4)
+    base = ["train", "cogvideox-shapes-transformer-smoke", "--output", str(run), "--no-progress", "--resume"]
+    # A new decoder (same encoder, same latents): the finished run re-exports with it, cache reused.
+    assert cli(*base, "--set", f"condition.vae=\"{perturbed('decoder')}\"") == 0
+    assert "latent cache: reusing" in capsys.readouterr().out
+    shipped = load_safetensors(run / "pipeline" / "vae" / "model.safetensors")
+    new = load_safetensors(tmp_path / "decoder" / "model.safetensors")
+    assert all(torch.equal(shipped[k], new[k]) for k in new if k.startswith("decoder"))
+    assert not all(torch.equal(shipped[k], v) for k, v in load_safetensors(tiny_vae_dir / "model.safetensors").items()
+                   if k.startswith("decoder"))
+    # A new encoder would change every latent: refused, nothing re-encoded.
+    assert cli(*base, "--set", f"condition.vae=\"{perturbed('encoder')}\"") == 2
+    assert "encodes the clips differently" in capsys.readouterr().err
+    assert len(list((run / "cache").iterdir())) == 1
+
+
 def test_stop_at_pauses_and_resume_ends_as_the_straight_run(tmp_path, tiny_vae_dir, transformer_smoke_run, capsys):
     from vidgen.modeling import load_safetensors
 

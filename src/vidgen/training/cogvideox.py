@@ -442,6 +442,14 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     text_encoder = load_text_encoder(condition.text_encoder, max_length=condition.text_max_length,
                                      device=context.device)
     key = cache_key(vae_folder, recipe.data.to_dict(), condition.text_encoder, condition.text_max_length)
+    # condition.vae may change on --resume only to a VAE with the same latents (a decoder-only fine-tune):
+    # the cache key hashes everything but the decoder, so a different key means different latents.
+    trained_on = sorted(p.name for p in (context.run_dir / "cache").glob("*") if p.is_dir())
+    if context.resume and (context.run_dir / "checkpoints").is_dir() and trained_on and key not in trained_on:
+        raise VidgenError(f"condition.vae = {condition.vae!r} encodes the clips differently from the VAE this run "
+                          f"was trained on (cache {', '.join(trained_on)} vs {key}): its latents would not match "
+                          f"the transformer. Only a VAE with the same encoder (a decoder-only fine-tune) can "
+                          f"replace it on --resume; start a new run for another VAE")
     cache = build_cache(context.run_dir / "cache", key, recipe.data.build(split="train"), vae, text_encoder,
                         context.device, batch_size=condition.encode_batch_size, progress=context.progress,
                         log=context.log)
@@ -562,5 +570,5 @@ register_kind(RecipeKind(
     build=build_transformer,
     sections={"condition": ConditionOptions, "diffusion": DiffusionOptions, "sample": SampleOptions,
               "autoguidance": AutoguidanceOptions},
-    resumable_changes=("sample.", "autoguidance."),
+    resumable_changes=("sample.", "autoguidance.", "condition.vae"),
 ))
