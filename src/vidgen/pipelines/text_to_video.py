@@ -14,8 +14,9 @@ A pipeline folder (bundled or local) holds
 `latent_scaling_factor`, `schedule` (`NoiseSchedule` fields), `default_steps`, `default_guidance`,
 `num_frames`, `height`, `width`, `fps`, and optionally `recipe`, `sampler`, `max_frames`,
 `default_autoguidance` (the autoguidance scale used when the call gives none; 0 without the weak model),
-`autoguidance` (where the weak model came from, informational) and `latent_normalization` (a `LatentNormalizer.to_dict()`: how VAE latents map to the transformer's data;
-without it, latents are multiplied by `latent_scaling_factor`, as LDM and CogVideoX do).
+`autoguidance` (where the weak model came from, informational) and `latent_normalization` (a
+`LatentNormalizer.to_dict()`: how VAE latents map to the transformer's data; without it, latents are
+multiplied by `latent_scaling_factor`, as LDM and CogVideoX do).
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ MAX_PROMPT_CHARS = 2000
 MAX_STEPS = 1000
 
 
+def check_weak_transformer(transformer: CogVideoXTransformer, weak: CogVideoXTransformer, what: str) -> None:
+    """An autoguidance model must read the same latents and text as the transformer (its size may differ)."""
+    for key in ("in_channels", "text_dim", "patch_size", "patch_size_t"):
+        if getattr(weak.config, key) != getattr(transformer.config, key):
+            raise VidgenError(f"{what} has {key}={getattr(weak.config, key)!r} but the transformer has "
+                              f"{getattr(transformer.config, key)!r}: it must read the same latents and text")
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -72,12 +81,7 @@ class CogVideoXPipeline:
         self.transformer = transformer.to(self.device).eval()
         self.autoguidance_transformer = None
         if autoguidance_transformer is not None:
-            mine, weak = transformer.config, autoguidance_transformer.config
-            for key in ("in_channels", "text_dim", "patch_size", "patch_size_t"):
-                if getattr(mine, key) != getattr(weak, key):
-                    raise VidgenError(f"the autoguidance transformer has {key}={getattr(weak, key)!r} but the "
-                                      f"transformer has {getattr(mine, key)!r}: it must read the same latents "
-                                      f"and text")
+            check_weak_transformer(transformer, autoguidance_transformer, "the autoguidance transformer")
             self.autoguidance_transformer = autoguidance_transformer.to(self.device).eval()
         self.schedule = schedule
         self.latent_scaling_factor = float(latent_scaling_factor)

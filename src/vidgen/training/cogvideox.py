@@ -507,17 +507,14 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
         """The run's model at autoguidance.step, from its kept checkpoint (or autoguidance.transformer)."""
         from vidgen.generators.expert_transformer import CogVideoXTransformer
         from vidgen.modeling import resolve_component
+        from vidgen.pipelines.text_to_video import check_weak_transformer
         from vidgen.training.checkpoint import checkpoint_dirs, load_checkpoint
         from vidgen.training.trainer import load_model_weights
 
         if autoguidance.transformer:
             weak = CogVideoXTransformer.from_pretrained(resolve_component(autoguidance.transformer,
                                                                           "CogVideoXTransformer"))
-            mine = model.config
-            for key in ("in_channels", "text_dim", "patch_size", "patch_size_t"):
-                if getattr(weak.config, key) != getattr(mine, key):
-                    raise VidgenError(f"autoguidance.transformer = {autoguidance.transformer!r} has {key}="
-                                      f"{getattr(weak.config, key)!r}; this run's transformer has {getattr(mine, key)!r}")
+            check_weak_transformer(model, weak, f"autoguidance.transformer = {autoguidance.transformer!r}")
             return weak.eval()
 
         kept = dict(checkpoint_dirs(context.run_dir / "checkpoints"))
