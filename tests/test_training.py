@@ -889,6 +889,17 @@ def test_autoguidance_recipe_keeps_the_early_model_and_ships_it(tmp_path, tiny_v
                "--set", f"autoguidance.transformer=\"{tmp_path / 'step1' / 'final'}\"") == 2
     assert "give one weak model, not both" in capsys.readouterr().err
 
+    # `vidgen export --set`: export-time settings (here the weak model and the default guidance) ...
+    assert cli("export", str(run), "--step", "6", "--output", str(tmp_path / "set"), "--set", "sample.guidance=2.5",
+               "--set", f"autoguidance.transformer=\"{tmp_path / 'step1' / 'final'}\"", "--set",
+               "autoguidance.step=0") == 0
+    exported = read_json(tmp_path / "set" / "pipeline" / "pipeline.json")
+    assert exported["default_guidance"] == 2.5 and "step1" in exported["autoguidance"]
+    # ... but nothing that the weights depend on
+    capsys.readouterr()
+    assert cli("export", str(run), "--set", "train.lr=1.0") == 2
+    assert "train.lr" in capsys.readouterr().err
+
     # Bad settings are refused before any training.
     assert cli(*args[:-6], "--output", str(tmp_path / "x"), "--set", "autoguidance.scale=2") == 2
     assert "needs autoguidance.step > 0" in capsys.readouterr().err

@@ -539,7 +539,8 @@ def run_recipe(recipe: Recipe, resume: bool = False, progress: bool = True,
 
 
 def export_checkpoint(run_dir: str | Path, step: int | None = None, output: str | Path | None = None,
-                      raw: bool = False, device: str = "cpu", log: Callable[[str], None] = print) -> Path:
+                      raw: bool = False, device: str = "cpu", log: Callable[[str], None] = print,
+                      overrides: Sequence[str] = ()) -> Path:
     """Export one checkpoint of a run as the run's final export would (pipeline folder and all), without
     training: to try a model at step N while the run goes on, or after it was stopped.
 
@@ -549,6 +550,8 @@ def export_checkpoint(run_dir: str | Path, step: int | None = None, output: str 
              writes (final/, and pipeline/ for the kinds that make one) plus export.json (run, step, weights).
     raw:     the raw weights instead of the EMA weights (the EMA ones are used when the run keeps them and
              its train.export is "ema", as at the end of training).
+    overrides: "section.key=value" changes to the run's recipe for this export, limited to what a --resume
+             may change (e.g. [sample] defaults, [autoguidance], a decoder-only VAE); others are refused.
     Returns the exported folder (the pipeline folder when the kind writes one).
     """
     from vidgen.training.checkpoint import checkpoint_dirs, load_checkpoint
@@ -567,9 +570,13 @@ def export_checkpoint(run_dir: str | Path, step: int | None = None, output: str 
     if step not in checkpoints:
         raise VidgenError(f"{run_dir} has no checkpoint of step {step}; it has steps {sorted(checkpoints)} "
                           f"(older ones are pruned: train.keep_checkpoints)")
-    recipe = parse_recipe(read_json(saved_path), name=run_dir.name, source=str(saved_path),
-                          overrides=[f"output.dir={json.dumps(str(run_dir))}"])
+    saved = read_json(saved_path)
+    recipe = parse_recipe(saved, name=run_dir.name, source=str(saved_path),
+                          overrides=[*overrides, f"output.dir={json.dumps(str(run_dir))}"])
     kind = get_kind(recipe.kind)
+    changes = recipe_changes(saved, recipe.to_dict(), kind.resumable_changes)
+    if changes:
+        raise VidgenError("--set may only change what a resumed run may change; not:\n  " + "\n  ".join(changes))
     context = BuildContext(run_dir=run_dir, device=resolve_device(device), resume=True, progress=False, log=log)
     torch.manual_seed(recipe.train.seed)
     setup = kind.build(recipe, context)
