@@ -252,7 +252,8 @@ def generation_time(pipe, repeats: int) -> dict:
         started = time.perf_counter()
         pipe(prompt, seed=seed, progress=False)
         times.append(time.perf_counter() - started)
-    return {"steps": pipe.default_steps, "guidance": pipe.default_guidance, "median_s": statistics.median(times),
+    return {"steps": pipe.default_steps, "guidance": pipe.default_guidance,
+            "autoguidance": getattr(pipe, "default_autoguidance", 0.0), "median_s": statistics.median(times),
             "min_s": min(times), "max_s": max(times), "repeats": repeats, "bf16": pipe.bf16}
 
 
@@ -323,7 +324,8 @@ def main() -> None:
     print_table(["measure", "value"], [
         [f"VAE reconstruction PSNR, {v['clips']} held-out clips 17x64x64", f"{v['psnr']:.2f} dB"],
         ["VAE reconstruction SSIM", f"{v['ssim']:.4f}"],
-        [f"generation time 17x64x64, {g['steps']} steps, CFG {g['guidance']} (median of {g['repeats']})",
+        [f"generation time 17x64x64, {g['steps']} steps, CFG {g['guidance']}"
+         + (f" + autoguidance {g['autoguidance']}" if g.get("autoguidance") else "") + f" (median of {g['repeats']})",
          f"{g['median_s']:.2f} s (min {g['min_s']:.2f}, max {g['max_s']:.2f}; bf16 {g['bf16']})"]])
     for name, r in results.get("robustness", {}).items():
         print(f"\nVAE {name}: shape of decode(z + sigma n), {r['clips']} single-object held-out clips, "

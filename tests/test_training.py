@@ -1074,6 +1074,25 @@ def test_vae_one_sided_fine_tune_keeps_the_other_side(tmp_path, vae_smoke_run, t
         recipes_module.run_recipe(recipe, progress=False)
 
 
+def test_vae_decoder_only_fine_tune_keeps_the_cache_key(tmp_path, vae_smoke_run):
+    """A decoder-only fine-tune keeps the source's scaling factor, so its encoder digest (the latent-cache
+    key) is the source's and transformers trained on the old latents can use the new decoder."""
+    import shutil
+
+    from vidgen.modeling import read_json, write_json
+    from vidgen.training.latent_cache import encoder_digest
+
+    source = tmp_path / "source"
+    shutil.copytree(vae_smoke_run / "final", source)
+    config = read_json(source / "config.json")
+    write_json(source / "config.json", {**config, "scaling_factor": 0.5})  # as a transformer export writes it
+    run = tmp_path / "decoder"
+    assert cli("train", "cogvideox-shapes-vae-smoke", "--output", str(run), "--steps", "2", "--no-progress",
+               "--set", "vae.train_decoder_only=true", "--set", f'train.init_from="{source}"') == 0
+    assert read_json(run / "final" / "config.json")["scaling_factor"] == 0.5
+    assert encoder_digest(run / "final") == encoder_digest(source)
+
+
 def test_vae_cannot_freeze_both_sides():
     with pytest.raises(VidgenError, match="train_decoder_only and vae.train_encoder_only are both true"):
         load_recipe("cogvideox-shapes-vae-smoke", overrides=["vae.train_decoder_only=true",

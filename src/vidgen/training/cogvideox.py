@@ -203,6 +203,14 @@ def build_vae(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     dataset = SelectKeys(recipe.data.build(split="train"), ("video",))
     if options.train_decoder_only:
         freeze_trained_part(recipe, context, "vae.train_decoder_only", "the encoder", [model.encoder])
+        # Same encoder, same latents: the exported VAE keeps the source's scaling factor, so its
+        # config (hashed into latent-cache keys) matches and transformers' caches stay valid.
+        if recipe.train.init_from:
+            from vidgen.modeling import read_json, resolve_component
+
+            source = resolve_component(recipe.train.init_from, "CogVideoXVAE")
+            factor = read_json(source / "config.json").get("scaling_factor", model.config.scaling_factor)
+            model.config = dataclasses.replace(model.config, scaling_factor=float(factor))
     if options.train_encoder_only:
         freeze_trained_part(recipe, context, "vae.train_encoder_only", "the decoder", [model.decoder])
 
