@@ -104,6 +104,9 @@ def test_cli_errors_are_one_clear_line(folder, video, tmp_path, capsys):
         (["generate", "--class", "0", "--frames", "9", *base], "--frames do not apply to --class"),
         (["generate", *base], "give a PROMPT (or --class"),
         (["generate", "a red circle", *base], "does not do text-to-video"),
+        (["generate", "a red circle", "--sampler", "ddim", *base], "decodes tokens and has no sampler to choose"),
+        (["generate", "a red circle", "--autoguidance", "1", *base], "--autoguidance applies to diffusion models"),
+        (["generate", "--class", "0", "--autoguidance", "1", *base], "--autoguidance do not apply to --class"),
     ]
     for argv, message in cases:
         code, _, err = run(argv, capsys)

@@ -4,7 +4,6 @@ model (`--tasks`) also its video tasks on held-out clips against simple baseline
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 from pathlib import Path
 
@@ -89,9 +88,10 @@ def run(args: argparse.Namespace) -> int:
                           "text-to-video")
     reports = {}
     if args.sets:
-        if args.autoguidance is not None and "autoguidance_scale" not in inspect.signature(pipe.__call__).parameters:
-            raise VidgenError(f"--autoguidance applies to diffusion models; {args.model!r} ({type(pipe).__name__}) "
-                              "has no autoguidance")
+        if args.autoguidance is not None:
+            from vidgen.cli.generate import require_diffusion_option
+
+            require_diffusion_option(pipe, "autoguidance_scale", "--autoguidance", args.model, "has no autoguidance")
         reports = evaluate_pipeline(pipe, args.sets, args.seeds, args.steps, args.guidance, save_dir=args.save_videos,
                                     autoguidance_scale=args.autoguidance)
     summary = {name: _attribute_summary(r) for name, r in reports.items()}

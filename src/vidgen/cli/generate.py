@@ -71,14 +71,10 @@ def run(args: argparse.Namespace) -> int:
     settings = pipe.settings
     extra = {}
     if args.sampler is not None:
-        if "sampler" not in inspect.signature(pipe.__call__).parameters:
-            raise VidgenError(f"--sampler applies to diffusion models; {args.model!r} ({type(pipe).__name__}) "
-                              "decodes tokens and has no sampler to choose")
+        require_diffusion_option(pipe, "sampler", "--sampler", args.model, "decodes tokens and has no sampler to choose")
         extra["sampler"] = args.sampler
     if args.autoguidance is not None:
-        if "autoguidance_scale" not in inspect.signature(pipe.__call__).parameters:
-            raise VidgenError(f"--autoguidance applies to diffusion models; {args.model!r} ({type(pipe).__name__}) "
-                              "has no autoguidance")
+        require_diffusion_option(pipe, "autoguidance_scale", "--autoguidance", args.model, "has no autoguidance")
         extra["autoguidance_scale"] = args.autoguidance
     video = pipe(args.prompt, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
                  negative_prompt=args.negative_prompt,
@@ -117,6 +113,14 @@ def _run_class(args: argparse.Namespace, outputs: list[Path]) -> int:
     save_outputs(video, outputs, args.fps, f"class {video.info.get('class_name', video.info.get('class_id'))!r}, "
                  f"seed {args.seed}, generated in {video.info['seconds']:.2f} s")
     return 0
+
+
+def require_diffusion_option(pipe, parameter: str, flag: str, model: str, lacking: str) -> None:
+    """A CLI flag that only diffusion pipelines take: VidgenError unless `pipe(...)` has `parameter`."""
+    from vidgen.errors import VidgenError
+
+    if parameter not in inspect.signature(pipe.__call__).parameters:
+        raise VidgenError(f"{flag} applies to diffusion models; {model!r} ({type(pipe).__name__}) {lacking}")
 
 
 def check_outputs(paths: list[str], fps: float | None) -> list[Path]:

@@ -511,39 +511,36 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
             slug = "".join(c if c.isalnum() else "-" for c in prompt.lower())[:40].strip("-")
             _write_clip(samples_dir / f"step_{step:07d}_{i:02d}_{slug}.{sample.format}", result.tensor, cache.fps)
 
-    def weak_transformer() -> nn.Module:
-        """The run's model at autoguidance.step, from its kept checkpoint (or autoguidance.transformer)."""
+    def weak_transformer() -> tuple[nn.Module, str]:
+        """(the weak model, where it came from): autoguidance.transformer, or the run's kept checkpoint of
+        autoguidance.step with the weights the run exports."""
         from vidgen.generators.expert_transformer import CogVideoXTransformer
         from vidgen.modeling import resolve_component
         from vidgen.pipelines.text_to_video import check_weak_transformer
-        from vidgen.training.checkpoint import checkpoint_dirs, load_checkpoint
-        from vidgen.training.trainer import load_model_weights
+        from vidgen.training.checkpoint import checkpoint_dirs
+        from vidgen.training.trainer import load_checkpoint_weights
 
         if autoguidance.transformer:
             weak = CogVideoXTransformer.from_pretrained(resolve_component(autoguidance.transformer,
                                                                           "CogVideoXTransformer"))
             check_weak_transformer(model, weak, f"autoguidance.transformer = {autoguidance.transformer!r}")
-            return weak.eval()
+            return weak.eval(), f"the transformer of {autoguidance.transformer}"
 
         kept = dict(checkpoint_dirs(context.run_dir / "checkpoints"))
         if autoguidance.step not in kept:
             raise VidgenError(f"autoguidance.step = {autoguidance.step}: {context.run_dir / 'checkpoints'} has no "
                               f"checkpoint of that step (it has {sorted(kept)}); the run keeps it once it gets there")
-        checkpoint = load_checkpoint(kept[autoguidance.step])
-        use_ema = recipe.train.export == "ema" and checkpoint["ema"] is not None
         weak = build_model(recipe, in_channels=int(latent_channels), text_dim=int(cache.text_embeddings.shape[-1]))
-        load_model_weights(weak, checkpoint["ema"] if use_ema else checkpoint["model"], kept[autoguidance.step])
-        return weak.eval()
+        use_ema = load_checkpoint_weights(weak, kept[autoguidance.step], recipe.train)
+        return weak.eval(), f"{'EMA' if use_ema else 'raw'} weights of step {autoguidance.step} of the same run"
 
     def export_fn(model: nn.Module, run_dir: Path) -> Path:
         export_model(model, run_dir / "final", recipe.train.export_torch_dtype)
         if not autoguidance.step and not autoguidance.transformer:
             return export_pipeline(run_dir / "pipeline", vae_folder, model, settings)
-        weights = "EMA" if recipe.train.export == "ema" else "raw"
-        source = (f"{weights} weights of step {autoguidance.step} of the same run" if autoguidance.step
-                  else f"the transformer of {autoguidance.transformer}")
+        weak, source = weak_transformer()
         with_weak = {**settings, "default_autoguidance": autoguidance.scale, "autoguidance": source}
-        return export_pipeline(run_dir / "pipeline", vae_folder, model, with_weak, weak_transformer())
+        return export_pipeline(run_dir / "pipeline", vae_folder, model, with_weak, weak)
 
     return TrainingSetup(model=model, objective=objective, dataset=CachedLatents(cache), sample_fn=sample_fn,
                          export_fn=export_fn, keep_steps=(autoguidance.step,) if autoguidance.step else ())

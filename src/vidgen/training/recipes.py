@@ -554,8 +554,8 @@ def export_checkpoint(run_dir: str | Path, step: int | None = None, output: str 
              may change (e.g. [sample] defaults, [autoguidance], a decoder-only VAE); others are refused.
     Returns the exported folder (the pipeline folder when the kind writes one).
     """
-    from vidgen.training.checkpoint import checkpoint_dirs, load_checkpoint
-    from vidgen.training.trainer import load_model_weights, resolve_device, write_final
+    from vidgen.training.checkpoint import checkpoint_dirs
+    from vidgen.training.trainer import load_checkpoint_weights, resolve_device, write_final
 
     run_dir = Path(run_dir)
     saved_path = run_dir / RECIPE_FILE
@@ -580,11 +580,8 @@ def export_checkpoint(run_dir: str | Path, step: int | None = None, output: str 
     context = BuildContext(run_dir=run_dir, device=resolve_device(device), resume=True, progress=False, log=log)
     torch.manual_seed(recipe.train.seed)
     setup = kind.build(recipe, context)
-    checkpoint = load_checkpoint(checkpoints[step])
-    use_ema = not raw and recipe.train.export == "ema" and checkpoint["ema"] is not None
     model = setup.model.to(context.device).eval()
-    load_model_weights(model, checkpoint["ema"] if use_ema else checkpoint["model"],
-                       checkpoints[step] / ("ema.safetensors" if use_ema else "model.safetensors"))
+    use_ema = load_checkpoint_weights(model, checkpoints[step], recipe.train, raw=raw)
     destination = Path(output) if output is not None else run_dir / "exports" / f"step_{step:08d}"
     destination.mkdir(parents=True, exist_ok=True)
     exported = write_final(model, destination, recipe.train, setup.export_fn)

@@ -525,6 +525,16 @@ def load_model_weights(model: nn.Module, state: Mapping[str, torch.Tensor], sour
         model.load_state_dict(state, strict=True)
 
 
+def load_checkpoint_weights(model: nn.Module, checkpoint_dir: Path, config: TrainConfig, raw: bool = False) -> bool:
+    """Load into `model` the weights a run exports from this checkpoint: the EMA ones when the run keeps
+    them and `config.export` is "ema" (and not `raw`), else the raw ones. Returns True for EMA."""
+    checkpoint = load_checkpoint(checkpoint_dir)
+    use_ema = not raw and config.export == "ema" and checkpoint["ema"] is not None
+    load_model_weights(model, checkpoint["ema"] if use_ema else checkpoint["model"],
+                       checkpoint_dir / ("ema.safetensors" if use_ema else "model.safetensors"))
+    return use_ema
+
+
 def export_model(model: nn.Module, directory: Path, dtype: torch.dtype | None = None) -> Path:
     """`save_pretrained` for vidgen models; a bare `model.safetensors` for any other module."""
     if isinstance(model, PretrainedModel):
