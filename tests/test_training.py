@@ -928,6 +928,9 @@ def test_export_writes_a_checkpoint_as_the_run_would(tmp_path, transformer_smoke
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert read_json(exported / "pipeline" / "pipeline.json")["latent_scaling_factor"] == \
         read_json(run / "pipeline" / "pipeline.json")["latent_scaling_factor"]
+    # The export names the recipe that made the run (kept in recipe.json), not the run folder's file.
+    assert read_json(exported / "pipeline" / "pipeline.json")["recipe"] == \
+        read_json(run / "pipeline" / "pipeline.json")["recipe"] == "cogvideox-shapes-transformer-smoke.toml"
     # An earlier step: its checkpoint's EMA weights (stored bf16 in the pipeline), not the last ones.
     assert cli("export", str(run), "--step", "2") == 0
     ema2 = load_safetensors(run / "checkpoints" / "step_00000002" / "ema.safetensors")

@@ -260,6 +260,64 @@ def test_text_options_follow_model_and_limits(folders, tmp_path):
     assert [m.key for m in app.task_models()] == [str(folders[1])]
 
 
+def test_autoguidance_control_follows_the_weak_transformer(folders, tmp_path):
+    # A real tiny pipeline with a weak transformer (autoguidance_transformer/) and default_autoguidance.
+    root = tmp_path / "autoguided"
+    make_text_pipeline(root, default_autoguidance=1.5)
+    torch.manual_seed(1)
+    weak = cogvideox_transformer_tiny(in_channels=cogvideox_vae_tiny().config.latent_channels, text_dim=384)
+    weak.save_pretrained(root / "autoguidance_transformer")
+    calls = []
+
+    def loader(source, device=None):
+        from vidgen.pipelines import load_pipeline
+
+        pipe = load_pipeline(source, device=device)
+
+        def recording(*args, **kwargs):  # records the arguments the page passes
+            calls.append(kwargs)
+            return pipe(*args, **kwargs)
+
+        return _CallThrough(pipe, recording)
+
+    app = webapp.WebApp(webapp.served_models([str(root), str(folders[0])]), Limits(max_frames=9, max_size=64,
+                        max_steps=10), webapp.PipelineCache(loader=loader), output_dir=tmp_path / "out")
+    options = app.text_options(str(root))
+    assert options["has_autoguidance"] and options["autoguidance"] == 1.5
+    plain = app.text_options(str(folders[0]))
+    assert not plain["has_autoguidance"] and plain["autoguidance"] == 0.0
+
+    _, _, status = app.generate("a red circle", "", str(root), 0, 2, 3.0, 5, 32, 32)  # the model's default
+    assert calls[-1]["autoguidance_scale"] == 1.5 and "autoguidance 1.5" in status
+    video, _, status = app.generate("a red circle", "", str(root), 0, 2, 3.0, 5, 32, 32, 0.0)
+    assert calls[-1]["autoguidance_scale"] == 0.0 and "autoguidance" not in status
+    with pytest.raises(VidgenError, match=r"autoguidance_scale=60.0 must be a number in \[0, 50\]"):
+        app.generate("a red circle", "", str(root), 0, 2, 3.0, 5, 32, 32, 60.0)
+    # The weak model changes the video: same seed, autoguidance on vs off.
+    on, _, _ = app.generate("a red circle", "", str(root), 0, 2, 3.0, 5, 32, 32, 2.0)
+    assert not np.array_equal(read_video(on).frames, read_video(video).frames)
+
+    # A model without the weak transformer takes only 0, and gets no autoguidance argument.
+    fake_app, pipes, _ = make_app(folders, tmp_path / "fake")
+    with pytest.raises(VidgenError, match="autoguidance=2: model .* has no weak transformer.*only 0"):
+        fake_app.generate("a red circle", "", str(folders[0]), 0, 2, 3.0, 5, 32, 32, 2.0)
+    fake_app.generate("a red circle", "", str(folders[0]), 0, 2, 3.0, 5, 32, 32, 0.0)
+    assert len(pipes[str(folders[0])].calls) == 1
+
+
+class _CallThrough:
+    """A pipeline whose calls go through a recorder (instances cannot override __call__ themselves)."""
+
+    def __init__(self, pipe, call):
+        self._pipe, self._call = pipe, call
+
+    def __call__(self, *args, **kwargs):
+        return self._call(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._pipe, name)
+
+
 def test_video_task_runs_through_the_interface(folders, tmp_path):
     app, pipes, _ = make_app(folders, tmp_path)
     key = str(folders[1])
@@ -298,6 +356,7 @@ def test_page_layout_queue_and_missing_task_model_message(folders):
     assert str(folders[0]) in props["tasks-missing"]["value"] and "task-upload" not in props
     assert [c[1] for c in props["t2v-frames"]["choices"]] == [1, 5, 9] and props["t2v-frames"]["value"] == 9
     assert [c[1] for c in props["t2v-height"]["choices"]] == [16, 32, 48, 64]
+    assert props["t2v-autoguidance"]["value"] == 0.0 and props["t2v-autoguidance"]["interactive"] is False
     jobs = [fn for fn in demo.fns.values() if fn.name == "on_generate"]
     assert jobs and all(fn.concurrency_limit == 1 and fn.concurrency_id == webapp.CONCURRENCY_ID for fn in jobs)
 

@@ -488,7 +488,7 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
         "width": int(width),
         "fps": cache.fps,
         "sampler": sample.sampler,
-        "recipe": Path(recipe.source).name,
+        "recipe": f"{recipe.name}.toml",  # the shipped or user recipe file it came from
         "tasks": ["text-to-video"],
         "description": (f"CogVideoX (3D causal KL VAE + expert transformer, v-prediction) trained on "
                         f"{recipe.data.name}: {int(num_frames)}x{int(height)}x{int(width)} clips at {cache.fps:g} fps "

@@ -354,7 +354,7 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
            if (value := getattr(sample, name)) is not None},
         "class_names": class_names_for(recipe.data.name, model.config.num_classes),
         "tasks": pipeline_tasks(tasks),
-        "recipe": Path(recipe.source).name,
+        "recipe": f"{recipe.name}.toml",  # the shipped or user recipe file it came from
         "description": sample.description or (
             f"MAGVIT (3D-VQ + multi-task masked token transformer) trained on {recipe.data.name}: "
             f"{num_frames}x{height}x{width} clips, tasks {' '.join(t.abbreviation for t in tasks)}"),

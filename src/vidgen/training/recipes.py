@@ -2,6 +2,7 @@
 
     kind = "cogvideox-vae"              # which builder (see `list_kinds()`)
     description = "..."
+    name = "..."                        # optional: defaults to the file's stem
 
     [model]                             # a named size of the kind's model + config overrides
     size = "shapes"
@@ -26,7 +27,8 @@ Every table is parsed into a dataclass; an unknown key, a wrong type or a bad va
 value (the value is read as TOML, falling back to a plain string). The resolved recipe is saved as
 `run_dir/recipe.json`; `--resume` compares against it and refuses changes that would make the
 checkpoint meaningless (model, data, kind options, seed, batch size ...), while intervals, step count,
-workers and device may change.
+workers and device may change. recipe.json keeps the recipe's name, so an export made later from the run
+folder (`export_checkpoint`) still names the recipe in its pipeline.json.
 
 Shipped recipes live in `vidgen/recipes/*.toml` and can be named without path or extension.
 """
@@ -61,11 +63,11 @@ from vidgen.training.trainer import (
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 RECIPE_FILE = "recipe.json"
-TOP_LEVEL = ("kind", "description", "model", "data", "train", "output")
+TOP_LEVEL = ("kind", "description", "model", "data", "train", "output", "name")
 
 # Keys that may differ between a run and its resumption: they change neither the model nor the data.
 # train.init_from is read only before step 0 (on resume the checkpoint holds the weights).
-RESUMABLE_CHANGES = ("description", "output.", "train.steps", "train.log_every", "train.eval_every",
+RESUMABLE_CHANGES = ("name", "description", "output.", "train.steps", "train.log_every", "train.eval_every",
                      "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints", "train.keep_steps",
                      "train.num_workers", "train.device", "train.export", "train.export_dtype", "train.init_from")
 
@@ -129,6 +131,7 @@ class Recipe:
         """The fully resolved recipe (defaults filled in), JSON-able; saved as run_dir/recipe.json."""
         return {
             "kind": self.kind,
+            "name": self.name,  # so an export from the run folder knows which recipe made it
             "description": self.description,
             "model": {"size": self.model.size, **self.model.overrides},
             "data": self.data.to_dict(),
@@ -299,6 +302,7 @@ def parse_recipe(table: Mapping[str, Any], name: str = "recipe", source: str = "
                 parse_dataclass(cls, _table(table.get(name, {}), name, where), name, where)
                 for name, cls in kind.sections.items()}
     description = _expect(table.get("description", ""), str, "description", where)
+    name = _expect(table.get("name", name), str, "name", where)
     return Recipe(kind=kind.name, model=model, data=data, train=train, output=output, sections=sections,
                   description=description, name=name, source=source)
 

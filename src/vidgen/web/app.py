@@ -5,9 +5,10 @@
     launch(demo, host="127.0.0.1", port=7860)
 
 Tabs
-    Text to video   prompt, negative prompt, model, seed, steps, guidance, frames and size (only the
-                    values the chosen model takes, within the server's limits) -> a playable mp4, plus
-                    mp4 and GIF downloads. Example prompts fill the prompt box.
+    Text to video   prompt, negative prompt, model, seed, steps, guidance, autoguidance (models with a
+                    weak transformer), frames and size (only the values the chosen model takes, within the
+                    server's limits) -> a playable mp4, plus mp4 and GIF downloads. Example prompts fill
+                    the prompt box.
     Video tasks     predict / interpolate / inpaint / outpaint an uploaded video, for models whose
                     pipeline offers tasks (see below). Without such a model the tab says which are needed.
 
@@ -246,6 +247,9 @@ class WebApp:
             "height": nearest_choice(e.height, sizes), "width": nearest_choice(e.width, sizes),
             "steps": min(e.default_steps or 30, self.limits.max_steps),
             "guidance": e.default_guidance if e.default_guidance is not None else 6.0,
+            # Autoguidance needs the pipeline's weak transformer; without it the control stays at 0, locked.
+            "has_autoguidance": has_autoguidance(e),
+            "autoguidance": (e.default_autoguidance or 0.0) if has_autoguidance(e) else 0.0,
         }
 
     def describe(self, key: str) -> str:
@@ -284,9 +288,12 @@ class WebApp:
     # ---- text to video
 
     def generate(self, prompt: str, negative_prompt: str | None, model_key: str, seed, steps, guidance,
-                 num_frames, height, width, progress: Callable[..., Any] | None = None
+                 num_frames, height, width, autoguidance=None, progress: Callable[..., Any] | None = None
                  ) -> tuple[str, list[str], str]:
-        """-> (mp4 path for the player, [mp4, gif] for download, status markdown)."""
+        """-> (mp4 path for the player, [mp4, gif] for download, status markdown).
+
+        autoguidance: the autoguidance scale (None = the model's default; only models with a weak
+        transformer take one above 0)."""
         model = self.model(model_key)
         if "text-to-video" not in model.entry.tasks:
             raise VidgenError(f"model {model_key!r} does not do text-to-video (its tasks: "
@@ -296,6 +303,13 @@ class WebApp:
         if guidance is None:
             raise VidgenError("guidance is missing: give a number (1 = no guidance)")
         guidance = float(guidance)
+        extra = {}  # only pipelines with a weak transformer know the autoguidance argument
+        if has_autoguidance(model.entry):
+            extra["autoguidance_scale"] = (float(autoguidance) if autoguidance is not None
+                                           else model.entry.default_autoguidance or 0.0)
+        elif autoguidance is not None and float(autoguidance) != 0:
+            raise VidgenError(f"autoguidance={float(autoguidance):g}: model {model.entry.name!r} has no weak "
+                              "transformer (autoguidance_transformer/), so only 0 (off) is allowed")
         prompt = prompt if isinstance(prompt, str) else ""
         negative_prompt = negative_prompt.strip() if isinstance(negative_prompt, str) else ""
         negative_prompt = negative_prompt or None
@@ -303,7 +317,7 @@ class WebApp:
             progress(0.0, desc=f"loading {model.key}" if model.source not in self.cache else "starting")
         pipe = self.cache.get(model.source)
         # The pipeline's own rules (prompt, 4k+1 frames, size multiples), before any heavy work.
-        pipe.check_request(prompt, num_frames, height, width, steps, guidance, negative_prompt)
+        pipe.check_request(prompt, num_frames, height, width, steps, guidance, negative_prompt, **extra)
 
         def on_step(state: dict) -> None:
             if progress is not None:
@@ -312,12 +326,13 @@ class WebApp:
 
         video = pipe(prompt, seed=seed, num_inference_steps=steps, guidance_scale=guidance,
                      negative_prompt=negative_prompt, num_frames=num_frames, height=height, width=width,
-                     progress=False, callback=on_step)
+                     progress=False, callback=on_step, **extra)
         if progress is not None:
             progress(1.0, desc="encoding mp4 and GIF")
         mp4, gif = self._save(video, f"{_slug(prompt)}-seed{seed}")
+        autoguided = f", autoguidance {extra['autoguidance_scale']:g}" if extra.get("autoguidance_scale") else ""
         status = (f"Generated {video.num_frames} frames at {height}x{width} in {video.info.get('seconds', 0):.1f} s "
-                  f"with **{model.entry.name}** (seed {seed}, {steps} steps, guidance {guidance:g}).")
+                  f"with **{model.entry.name}** (seed {seed}, {steps} steps, guidance {guidance:g}{autoguided}).")
         return str(mp4), [str(mp4), str(gif)], status
 
     # ---- class to video
@@ -479,6 +494,9 @@ def _text_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
                                   elem_id="t2v-steps")
                 guidance = gr.Slider(0.0, 20.0, value=opts["guidance"], step=0.5, label="Guidance",
                                      elem_id="t2v-guidance")
+                autoguidance = gr.Slider(0.0, 10.0, value=opts["autoguidance"], step=0.5,
+                                         label="Autoguidance (away from the weak model)",
+                                         interactive=opts["has_autoguidance"], elem_id="t2v-autoguidance")
             with gr.Row():
                 frames = gr.Dropdown(opts["frames"], value=opts["num_frames"], label="Frames", elem_id="t2v-frames")
                 height = gr.Dropdown(opts["sizes"], value=opts["height"], label="Height", elem_id="t2v-height")
@@ -499,24 +517,33 @@ def _text_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             raise _user_error(error) from None
         return (gr.update(choices=o["frames"], value=o["num_frames"]), gr.update(choices=o["sizes"], value=o["height"]),
                 gr.update(choices=o["sizes"], value=o["width"]), gr.update(value=o["steps"]),
-                gr.update(value=o["guidance"]), app.describe(key))
+                gr.update(value=o["guidance"]),
+                gr.update(value=o["autoguidance"], interactive=o["has_autoguidance"]), app.describe(key))
 
-    model.change(on_model, inputs=[model], outputs=[frames, height, width, steps, guidance, model_info],
+    model.change(on_model, inputs=[model],
+                 outputs=[frames, height, width, steps, guidance, autoguidance, model_info],
                  queue=False, api_visibility="private")
 
-    def on_generate(prompt_, negative_, key, seed_, steps_, guidance_, frames_, height_, width_,
+    def on_generate(prompt_, negative_, key, seed_, steps_, guidance_, frames_, height_, width_, autoguidance_,
                     progress=gr.Progress()):  # noqa: B008 -- gradio's way to ask for a progress bar
         try:
             return app.generate(prompt_, negative_, key, seed_, steps_, guidance_, frames_, height_, width_,
-                                progress=progress)
+                                autoguidance_, progress=progress)
         except Exception as error:  # noqa: BLE001 -- every failure becomes a message in the page
             raise _user_error(error) from None
 
-    inputs = [prompt, negative, model, seed, steps, guidance, frames, height, width]
+    inputs = [prompt, negative, model, seed, steps, guidance, frames, height, width, autoguidance]
     event = {"fn": on_generate, "inputs": inputs, "outputs": [video, files, status], "concurrency_limit": 1,
              "concurrency_id": CONCURRENCY_ID, "api_name": "generate"}
     button.click(**event)
     prompt.submit(**{**event, "api_name": "generate_on_enter", "api_visibility": "private"})
+
+
+def has_autoguidance(entry: Any) -> bool:
+    """Whether a model folder holds a weak transformer for autoguidance (CogVideoX pipelines may)."""
+    from vidgen.pipelines.text_to_video import AUTOGUIDANCE_FOLDER
+
+    return AUTOGUIDANCE_FOLDER in entry.components
 
 
 def default_guidance(entry: Any, video_tasks: bool = False) -> float:
