@@ -111,6 +111,8 @@ def test_cli_errors_are_one_clear_line(folder, video, tmp_path, capsys):
     for argv, message in cases:
         code, _, err = run(argv, capsys)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
+    code, _, err = run(["eval", "--model", folder, "--sets", "heldout", "--sampler", "ddim"], capsys)
+    assert code == 2 and "--sampler applies to diffusion models" in err and "decodes tokens" in err
     short = write_video(tmp_path / "short.mkv", clip(frames=2), fps=8.0)
     code, _, err = run(["outpaint", short, *base], capsys)
     assert code == 2 and "needs 4 frames; the video has 2" in err and "--pad" in err

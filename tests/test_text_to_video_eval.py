@@ -57,3 +57,29 @@ def test_scores_ground_truth_renders_perfectly_and_catches_wrong_colours(tmp_pat
     assert rounded["by_value"]["colour"] == {c: [n, n] for c, (_, n) in rounded["by_value"]["colour"].items()}
     with pytest.raises(VidgenError, match="at least one prompt"):
         evaluate_text_to_video(lambda p, s: None, [], seeds=(0,))
+
+
+def test_evaluate_pipeline_passes_only_the_options_given():
+    from vidgen.evaluation.text_to_video import evaluate_pipeline
+
+    class Recorder:
+        """A pipeline stand-in that renders the prompt's ground truth and records its keyword arguments."""
+
+        def __init__(self):
+            self.calls = []
+            self.truth = dict(prompt_set("heldout"))
+
+        def __call__(self, prompt, seed, **kwargs):
+            self.calls.append(kwargs)
+
+            class Video:
+                frames = render(self.truth[prompt], seed)
+            return Video()
+
+    pipe = Recorder()
+    reports = evaluate_pipeline(pipe, ["heldout"], seeds=[0], sampler="dpm++-sde", log=lambda *_: None)
+    assert reports["heldout"]["shape"] == 1.0 and len(pipe.calls) == len(prompt_set("heldout"))
+    assert all(c["sampler"] == "dpm++-sde" and "autoguidance_scale" not in c for c in pipe.calls)
+    pipe.calls.clear()
+    evaluate_pipeline(pipe, ["heldout"], seeds=[0], autoguidance_scale=1.5, log=lambda *_: None)
+    assert all(c["autoguidance_scale"] == 1.5 and "sampler" not in c for c in pipe.calls)

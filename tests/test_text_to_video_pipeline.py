@@ -51,6 +51,13 @@ def test_callback_sees_every_step_and_samplers_differ(pipe):
     # DPM-Solver++(2M) is first order (= DDIM) on its first two steps from zero SNR and its last: 5 steps differ
     dpm = pipe("a red circle", seed=0, num_frames=1, height=32, width=32, num_inference_steps=5, progress=False)
     assert ddim.tensor.shape == (3, 1, 32, 32) and not torch.equal(ddim.tensor, dpm.tensor)
+    # The SDE variant adds fresh noise on each step: another video, reproduced by the seed.
+    sde = pipe("a red circle", seed=0, num_frames=1, height=32, width=32, num_inference_steps=5,
+               sampler="dpm++-sde", progress=False)
+    again = pipe("a red circle", seed=0, num_frames=1, height=32, width=32, num_inference_steps=5,
+                 sampler="dpm++-sde", progress=False)
+    assert torch.equal(sde.tensor, again.tensor) and not torch.equal(sde.tensor, dpm.tensor)
+    assert sde.info["sampler"] == "dpm++-sde"
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -60,7 +67,7 @@ def test_callback_sees_every_step_and_samplers_differ(pipe):
     ({"width": 8}, "width=8 is not allowed"),
     ({"num_inference_steps": 0}, "num_inference_steps=0"),
     ({"guidance_scale": -1.0}, "guidance_scale=-1.0"),
-    ({"sampler": "euler"}, "sampler='euler'"),
+    ({"sampler": "euler"}, "sampler='euler' is not one of dpm\\+\\+, dpm\\+\\+-sde, ddim"),
     ({"seed": -3}, "seed=-3"),
 ])
 def test_bad_requests_get_clear_errors(pipe, kwargs, message):

@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
     parser.add_argument("--autoguidance", type=float, default=None,
                         help="autoguidance scale for diffusion models with a weak transformer (default: the model's)")
+    parser.add_argument("--sampler", default=None,
+                        help="sampler for diffusion models: dpm++, dpm++-sde or ddim (default: the model's)")
     parser.add_argument("--json", default=None, help="write the full report (per-video verdicts) here")
     parser.add_argument("--save-videos", default=None, help="folder to keep the generated GIFs in")
     parser.add_argument("--device", default=None, help="cpu or cuda")
@@ -88,12 +90,14 @@ def run(args: argparse.Namespace) -> int:
                           "text-to-video")
     reports = {}
     if args.sets:
-        if args.autoguidance is not None:
-            from vidgen.cli.generate import require_diffusion_option
+        from vidgen.cli.generate import require_diffusion_option
 
+        if args.autoguidance is not None:
             require_diffusion_option(pipe, "autoguidance_scale", "--autoguidance", args.model, "has no autoguidance")
+        if args.sampler is not None:
+            require_diffusion_option(pipe, "sampler", "--sampler", args.model, "decodes tokens and has no sampler")
         reports = evaluate_pipeline(pipe, args.sets, args.seeds, args.steps, args.guidance, save_dir=args.save_videos,
-                                    autoguidance_scale=args.autoguidance)
+                                    autoguidance_scale=args.autoguidance, sampler=args.sampler)
     summary = {name: _attribute_summary(r) for name, r in reports.items()}
     task_reports = {}
     if pixel_tasks or class_generation:
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         summary.update({name: {"error": r["error"]} for name, r in task_reports.items() if "error" in r})
     if args.json:
         payload = {"model": args.model, "seeds": args.seeds, "steps": args.steps, "guidance": args.guidance,
-                   "autoguidance": args.autoguidance,
+                   "autoguidance": args.autoguidance, "sampler": args.sampler,
                    "reports": reports}
         if task_reports:
             payload["tasks"] = task_reports

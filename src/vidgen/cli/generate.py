@@ -49,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--height", type=int, default=None, help="height in pixels (default: the model's)")
     parser.add_argument("--width", type=int, default=None, help="width in pixels (default: the model's)")
     parser.add_argument("--fps", type=float, default=None, help="frames per second of the written file")
-    parser.add_argument("--sampler", choices=["dpm++", "ddim"], default=None, help="sampler (default: the model's)")
+    parser.add_argument("--sampler", default=None,  # checked by the pipeline (vidgen.diffusion.SAMPLERS)
+                        help="sampler (default: the model's): dpm++ (DPM-Solver++(2M)), dpm++-sde (its SDE "
+                             "variant, CogVideoX's) or ddim")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=run)

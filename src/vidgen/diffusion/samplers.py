@@ -19,6 +19,7 @@ noise levels. We always follow the list.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
@@ -216,3 +217,12 @@ def sample_dpmpp_2m(
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "denoised": x0})
     return x
+
+
+# The samplers pipelines and recipes name. "dpm++-sde" is the SDE variant (eta = 1) CogVideoX samples with;
+# "dpm++" its ODE (eta = 0, diffusers' default); "ddim" deterministic DDIM.
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {
+    "dpm++": sample_dpmpp_2m,
+    "dpm++-sde": functools.partial(sample_dpmpp_2m, eta=1.0),
+    "ddim": sample_ddim,
+}

@@ -110,11 +110,12 @@ def format_by_value(by_value: dict[str, dict[str, list[int]]], attribute: str) -
 def evaluate_pipeline(pipe, sets: Sequence[str] = PROMPT_SETS, seeds: Sequence[int] = (0, 1),
                       num_inference_steps: int | None = None, guidance_scale: float | None = None,
                       save_dir: str | Path | None = None, log: Callable[[str], None] = print,
-                      autoguidance_scale: float | None = None) -> dict:
+                      autoguidance_scale: float | None = None, sampler: str | None = None) -> dict:
     """Evaluate a text-to-video pipeline on the named prompt sets: {set name: report}.
 
-    autoguidance_scale: passed to the pipeline when given (None = the pipeline's default)."""
-    extra = {} if autoguidance_scale is None else {"autoguidance_scale": autoguidance_scale}
+    autoguidance_scale, sampler: passed to the pipeline when given (None = the pipeline's default)."""
+    extra = {key: value for key, value in (("autoguidance_scale", autoguidance_scale), ("sampler", sampler))
+             if value is not None}
     reports = {}
     for name in sets:
         prompts = prompt_set(name)

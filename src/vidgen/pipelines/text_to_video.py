@@ -32,7 +32,7 @@ import torch
 from vidgen.diffusion.guidance import cfg_model_fn
 from vidgen.diffusion.latent_norm import LatentNormalizer
 from vidgen.diffusion.rng import randn
-from vidgen.diffusion.samplers import sample_ddim, sample_dpmpp_2m, timesteps_for
+from vidgen.diffusion.samplers import SAMPLERS, timesteps_for
 from vidgen.diffusion.schedules import NoiseSchedule
 from vidgen.errors import VidgenError
 from vidgen.generators.expert_transformer import CogVideoXTransformer
@@ -43,7 +43,6 @@ from vidgen.tokenizers.cogvideox_vae import CogVideoXVAE
 
 PIPELINE_FILE = "pipeline.json"
 AUTOGUIDANCE_FOLDER = "autoguidance_transformer"
-SAMPLERS = {"dpm++": sample_dpmpp_2m, "ddim": sample_ddim}
 MAX_PROMPT_CHARS = 2000
 MAX_STEPS = 1000
 

@@ -328,7 +328,7 @@ class SampleOptions:
         "a red circle moving left", "a green square moving up", "a blue triangle moving right"])
     steps: int = 25
     guidance: float = 6.0
-    sampler: str = "dpm++"      # "dpm++" (DPM-Solver++(2M)) or "ddim"
+    sampler: str = "dpm++"      # "dpm++" (DPM-Solver++(2M)), "dpm++-sde" (its SDE variant) or "ddim"
     seed: int = 0
     format: str = "gif"         # "gif" or "mp4"
 
@@ -336,8 +336,10 @@ class SampleOptions:
         if self.steps < 1 or self.guidance < 0:
             raise VidgenError(f"sample.steps must be >= 1 and sample.guidance >= 0; got {self.steps}, "
                               f"{self.guidance}")
-        if self.sampler not in ("dpm++", "ddim"):
-            raise VidgenError(f"sample.sampler = {self.sampler!r}: expected 'dpm++' or 'ddim'")
+        from vidgen.diffusion.samplers import SAMPLERS
+
+        if self.sampler not in SAMPLERS:
+            raise VidgenError(f"sample.sampler = {self.sampler!r}: expected one of {', '.join(map(repr, SAMPLERS))}")
         if self.format not in ("gif", "mp4"):
             raise VidgenError(f"sample.format = {self.format!r}: expected 'gif' or 'mp4'")
 
