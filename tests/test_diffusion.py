@@ -520,45 +520,6 @@ def test_loss_mask_excludes_padded_frames():
         v_prediction_loss(wrong_on_last_frame, x0, None, sched, t=t, noise=noise, mask=torch.ones(3, 1))
 
 
-def test_object_region_weights_favour_the_object_and_weight_the_loss():
-    from vidgen.diffusion.losses import object_region_weights
-
-    # A flat background latent with one "object" cell and one half-way cell, per clip.
-    x0 = torch.zeros(2, 4, 2, 6, 6)
-    x0[:, :] = torch.tensor([0.5, -1.0, 0.2, 0.0])[None, :, None, None, None]
-    x0[0, :, 1, 2, 3] += torch.tensor([3.0, 0.0, 4.0, 0.0])          # distance 5 from the background
-    x0[0, :, 0, 4, 4] += torch.tensor([0.0, 2.5, 0.0, 0.0])          # distance 2.5: half the share
-    x0[1, :, 0, 0, 0] += 1.0
-    w = object_region_weights(x0, 5.0)
-    assert w.shape == (2, 1, 2, 6, 6)
-    assert w[0, 0, 1, 2, 3].item() == pytest.approx(5.0) and w[0, 0, 0, 4, 4].item() == pytest.approx(3.0)
-    assert w[1, 0, 0, 0, 0].item() == pytest.approx(5.0)             # per clip: its own largest distance
-    background = torch.ones_like(w, dtype=torch.bool)
-    background[0, 0, 1, 2, 3] = background[0, 0, 0, 4, 4] = background[1, 0, 0, 0, 0] = False
-    assert torch.all(w[background] == 1.0)
-    assert torch.equal(object_region_weights(x0, 1.0), torch.ones_like(w))
-    for bad in (0.5, float("nan")):
-        with pytest.raises(VidgenError, match="object weight"):
-            object_region_weights(x0, bad)
-    with pytest.raises(VidgenError, match="expected \\(B, C, T, H, W\\)"):
-        object_region_weights(x0[0], 2.0)
-
-    # As the loss mask: the weighted mean sum(w e^2) / sum(w) per sample.
-    sched = NoiseSchedule()
-    noise = torch.randn_like(x0)
-    t = torch.tensor([300, 700])
-    err = torch.zeros_like(x0)
-    err[0, :, 1, 2, 3] = 1.0  # the model is wrong on the object cell of clip 0 only
-
-    def model(z, tt):
-        return sched.v_target(x0, noise, tt) + err
-
-    plain = v_prediction_loss(model, x0, None, sched, t=t, noise=noise)["loss_per_sample"][0].item()
-    weighted = v_prediction_loss(model, x0, None, sched, t=t, noise=noise, mask=w)["loss_per_sample"][0].item()
-    assert plain == pytest.approx(4 / x0[0].numel())
-    assert weighted == pytest.approx(4 * 5.0 / (4 * w[0].sum().item()), rel=1e-5) and weighted > plain
-
-
 def test_timestep_sampling_modes():
     g = torch.Generator().manual_seed(0)
     t = sample_timesteps(4096, 1000, g)

@@ -14,12 +14,6 @@ multiplying by 1 / sigma_t^2 (up to ~1e3 at small t) and the x0 round trip. Seen
 parametrisations, this loss is the x0-MSE weighted by SNR + 1, or the epsilon-MSE weighted by 1 + 1 / SNR.
 Per sample the squared error is averaged over all elements, then over the batch (as SAT does).
 
-Object weighting (an option of ours, not CogVideoX's): on data that is mostly one flat background (Shapes),
-most of each sample's error sits on background cells, where at high noise it is the unpredictable part of
-v; the few cells that draw the object, and a shape's corners in them, get a small share of the gradient.
-`object_region_weights` gives every latent cell a weight from 1 (background) to `weight` (the cell farthest
-from the clip's background latent), passed as the loss `mask` (a weighted mean, so the loss scale stays).
-
 Timestep sampling: uniform over 0..T-1, or the CogVideoX paper's "Explicit Uniform Sampling":
 [0, T) is split into one interval per data-parallel rank and each rank draws from its own interval, so every
 optimiser step covers the whole noise range and the loss curve is less noisy. "stratified_slot" goes one
@@ -39,25 +33,6 @@ from vidgen.errors import VidgenError
 
 TimestepSampling = Literal["uniform", "stratified_rank", "stratified_slot"]
 _MODES = ("uniform", "stratified_rank", "stratified_slot")
-
-
-def object_region_weights(x0: torch.Tensor, weight: float) -> torch.Tensor:
-    """Per-cell loss weights that favour the cells holding objects: (B, C, T, H, W) -> (B, 1, T, H, W).
-
-    The background latent of each clip is its per-channel median over all cells (objects cover a minority of
-    the cells); a cell's share is its distance (L2 over channels) from that latent over the clip's largest
-    distance, in [0, 1]; the weight is 1 + (weight - 1) * share: 1 on the background, `weight` on the cell
-    least like it. weight = 1 gives all ones.
-    """
-    if x0.dim() != 5:
-        raise VidgenError(f"x0 has shape {tuple(x0.shape)}: expected (B, C, T, H, W) latents")
-    if not weight >= 1:
-        raise VidgenError(f"object weight {weight!r} must be >= 1 (1 = every cell alike)")
-    x0 = x0.float()
-    background = x0.flatten(2).median(dim=2).values[:, :, None, None, None]  # (B, C, 1, 1, 1)
-    distance = (x0 - background).norm(dim=1, keepdim=True)                   # (B, 1, T, H, W)
-    share = distance / distance.amax(dim=(2, 3, 4), keepdim=True).clamp_min(1e-6)
-    return 1.0 + (float(weight) - 1.0) * share
 
 
 def _rank_and_world_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -134,8 +109,7 @@ def v_prediction_loss(
     timestep_sampling, rank, world_size: see `sample_timesteps`.
     t: (B,) int timesteps to use instead of sampling; noise: (B, ...) noise to use instead of drawing.
     mask: optional, broadcastable to x0 (e.g. (B, 1, T, 1, 1) for frames), True / 1 where the loss counts
-        (e.g. excluding padded frames); each sample's MSE is averaged over its counted elements only. Float
-        values >= 0 are weights: each sample's loss is then the weighted mean sum(w e^2) / sum(w).
+        (e.g. excluding padded frames); each sample's MSE is averaged over its counted elements only.
 
     Returns {"loss": () mean over the batch, "loss_per_sample": (B,), "t": (B,) timesteps used}.
     """

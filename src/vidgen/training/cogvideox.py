@@ -306,8 +306,6 @@ class DiffusionOptions:
     snr_shift_scale: float = 1.0
     rescale_betas_zero_snr: bool = True
     timestep_sampling: str = "uniform"   # "uniform", "stratified_rank" or "stratified_slot"
-    object_weight: float = 1.0           # loss weight of the latent cells most unlike the clip's background
-                                         # (1 = plain mean; `vidgen.diffusion.losses.object_region_weights`)
 
     def schedule(self) -> Any:
         from vidgen.diffusion import NoiseSchedule
@@ -320,10 +318,6 @@ class DiffusionOptions:
         if self.timestep_sampling not in ("uniform", "stratified_rank", "stratified_slot"):
             raise VidgenError(f"diffusion.timestep_sampling = {self.timestep_sampling!r}: expected 'uniform', "
                               f"'stratified_rank' or 'stratified_slot'")
-        if isinstance(self.object_weight, bool) or not isinstance(self.object_weight, (int, float)) \
-                or not 1 <= self.object_weight <= 100:
-            raise VidgenError(f"diffusion.object_weight = {self.object_weight!r}: expected a number in [1, 100] "
-                              f"(1 = every latent cell weighs the same)")
 
 
 @dataclasses.dataclass
@@ -392,19 +386,17 @@ class TransformerObjective:
     """v-prediction loss on cached latents with caption dropout; every draw from `generator`."""
 
     def __init__(self, cache: Any, schedule: Any, condition: ConditionOptions, timestep_sampling: str,
-                 device: torch.device, latent_norm: Any, object_weight: float = 1.0):
+                 device: torch.device, latent_norm: Any):
         self.text_embeddings = cache.text_embeddings.to(device)  # (U, L, D), row 0 = ""
         self.text_mask = cache.text_mask.to(device)              # (U, L)
         self.latent_norm = latent_norm                           # LatentNormalizer: z -> x0
         self.schedule = schedule
         self.condition = condition
         self.timestep_sampling = timestep_sampling
-        self.object_weight = float(object_weight)                # 1 = every latent cell alike
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
                  ) -> dict[str, torch.Tensor]:
         from vidgen.diffusion import rand, randn, v_prediction_loss
-        from vidgen.diffusion.losses import object_region_weights
 
         mean, std = batch["mean"], batch["std"]  # (B, C, T', H', W')
         z = mean
@@ -422,8 +414,7 @@ class TransformerObjective:
 
         out = v_prediction_loss(model_fn, x0, {"text_embeddings": self.text_embeddings[index],
                                                "text_mask": self.text_mask[index]},
-                                self.schedule, generator, timestep_sampling=self.timestep_sampling,
-                                mask=object_region_weights(x0, self.object_weight) if self.object_weight != 1 else None)
+                                self.schedule, generator, timestep_sampling=self.timestep_sampling)
         return {"loss": out["loss"]}
 
 
@@ -482,7 +473,7 @@ def build_transformer(recipe: Recipe, context: BuildContext) -> TrainingSetup:
         context.log(f"latent normalisation {condition.latent_norm} (eps {condition.latent_norm_eps:g}) fitted "
                     f"to {len(cache)} cached clips")
     objective = TransformerObjective(cache, schedule, condition, diffusion.timestep_sampling, context.device,
-                                     latent_norm, object_weight=diffusion.object_weight)
+                                     latent_norm)
     num_frames, height, width = vae.video_shape(int(latent_t), int(latent_h), int(latent_w))
     settings = {
         "_class_name": "CogVideoXPipeline",
