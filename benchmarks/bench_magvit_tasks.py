@@ -103,6 +103,8 @@ def main() -> None:
                         help="token sampling temperature of CG and T2V (default: the model's, pipeline.json)")
     parser.add_argument("--pixel-temperature", type=float, default=None,
                         help="token sampling temperature of the pixel tasks (default: the model's; 0 = argmax)")
+    parser.add_argument("--choice-temperature", type=float, default=None,
+                        help="Gumbel noise scale of the unmasking order (default: the model's, 4.5; pixel tasks keep a pixel_choice_temperature)")
     parser.add_argument("--seed", type=int, default=0, help="generation seed of the first clip (default 0)")
     parser.add_argument("--data-seed", type=int, default=0, help="dataset seed of the held-out clips (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
@@ -118,7 +120,8 @@ def main() -> None:
     started = time.perf_counter()
     pipe = load_pipeline(args.model, device=args.device, **({"bf16": False} if args.fp32 else {}))
     # Temperature overrides go through the pipeline's settings, which every task call reads by default.
-    for key, value in (("temperature", args.temperature), ("pixel_temperature", args.pixel_temperature)):
+    for key, value in (("temperature", args.temperature), ("pixel_temperature", args.pixel_temperature),
+                       ("choice_temperature", args.choice_temperature)):
         if value is not None:
             pipe.settings[key] = value
     print(f"model {args.model}: {pipe!r}; torch {torch.__version__}, {args.threads} threads, "
@@ -129,6 +132,7 @@ def main() -> None:
               "seed": args.seed, "steps": args.steps, "guidance": args.guidance, "threads": args.threads,
               "temperature": pipe.decoding_default(get_task("T2V"), "temperature"),
               "pixel_temperature": pipe.decoding_default(get_task("FP"), "temperature"),
+              "choice_temperature": pipe.decoding_default(get_task("T2V"), "choice_temperature"),
               "torch": torch.__version__}
     if args.condition_use:
         report["condition_use"] = condition_use(pipe, args.condition_use)
