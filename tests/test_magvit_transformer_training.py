@@ -219,6 +219,14 @@ def test_smoke_recipe_logs_parts_and_exports_a_pipeline_folder(smoke_run, tokeni
     assert (settings["temperature"], settings["pixel_temperature"], settings["pixel_guidance"]) == (1.0, 0.0, 1.0)
     assert "pixel_choice_temperature" not in settings  # unset in the recipe: the model-wide value applies
     assert len(settings["class_names"]) == 82 and settings["class_names"][75] == "digit 3"
+    # Classes no training clip had are listed (their embeddings are untrained): all 16 held-out Shapes
+    # triples at least, and none that a training item carries.
+    from vidgen.data.mixed import ShapesDigitsDataset
+    from vidgen.data.shapes import HELDOUT_TRIPLES, class_id
+
+    seen = {ShapesDigitsDataset(split="train", num_items=8, size=32, num_frames=8)[i]["class_id"] for i in range(8)}
+    untrained = settings["untrained_classes"]
+    assert untrained == sorted(set(range(82)) - seen) and {class_id(*t) for t in HELDOUT_TRIPLES} <= set(untrained)
     assert settings["tasks"] == {
         "text-to-video": ["default"], "class-to-video": ["default"],
         "predict": ["first frame", "class + first frame"], "interpolate": ["first and last frame"],

@@ -18,7 +18,7 @@ from vidgen.catalogue import describe_model
 from vidgen.errors import CheckpointError, VideoReadError, VidgenError
 from vidgen.generators.masked_transformer import MaskedTokenTransformer, magvit_transformer_tiny
 from vidgen.io import frames_to_tensor, read_video, write_video
-from vidgen.modeling import write_json
+from vidgen.modeling import read_json, write_json
 from vidgen.pipelines import load_pipeline
 from vidgen.pipelines.magvit import TASK_MODES, MagvitPipeline
 from vidgen.tasks import get_task
@@ -122,6 +122,36 @@ def test_text_and_class_generation(pipe):
     assert by_name.info["class_id"] == 2 and by_name.info["class_name"] == "green triangle moving right"
     assert torch.equal(by_name.tensor, by_id.tensor) and torch.equal(by_id.tensor, by_digits.tensor)
     assert not torch.equal(by_id.tensor, pipe.generate_class(0, seed=2, progress=False).tensor)
+
+
+def test_classes_the_model_never_trained_on_are_refused_everywhere(tmp_path, capsys):
+    """pipeline.json's untrained_classes (held-out classes: untrained embeddings) are refused by CG and CFP
+    with an error naming the class and the way out (text-to-video); menus and `vidgen info` offer only the
+    trained ones; a bad list fails at load."""
+    from vidgen.cli.main import main as cli_main
+
+    folder = make_magvit_folder(tmp_path / "heldout", untrained_classes=[1])
+    pipe = load_pipeline(folder, device="cpu", text_encoder=StubTextEncoder())
+    assert pipe.untrained_classes == [1] and pipe.trained_class_names == [CLASS_NAMES[0], *CLASS_NAMES[2:]]
+    for label in (1, "1", CLASS_NAMES[1]):
+        with pytest.raises(VidgenError, match=f"class 1 \\('{CLASS_NAMES[1]}'\\) was held out .* text-to-video"):
+            pipe.generate_class(label, seed=0, progress=False)
+    with pytest.raises(VidgenError, match="was held out"):
+        pipe.predict(clip(), class_label=1, seed=0, progress=False)
+    assert pipe.generate_class(2, seed=0, progress=False).info["class_id"] == 2
+    entry = describe_model(folder)
+    assert entry.untrained_classes == [1] and entry.trained_class_names == pipe.trained_class_names
+    demo = webapp.build_app([str(folder)], Limits(max_frames=9, max_size=64))
+    props = {c["props"].get("elem_id"): c["props"] for c in demo.get_config_file()["components"]}
+    assert [c[1] for c in props["class-class"]["choices"]] == pipe.trained_class_names
+    assert cli_main(["info", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^not trained +1 \(held out", out, re.MULTILINE) and out.count(CLASS_NAMES[1]) >= 2  # the row + pipeline.json
+    for bad in ([4], ["a"], 1, [True]):
+        settings = read_json(folder / "pipeline.json")
+        (folder / "pipeline.json").write_text(json.dumps({**settings, "untrained_classes": bad}))
+        with pytest.raises(CheckpointError, match="untrained_classes"):
+            load_pipeline(folder, device="cpu", text_encoder=StubTextEncoder())
 
 
 def test_sampling_temperature_defaults_per_task_and_overrides(folder, tmp_path):

@@ -56,6 +56,8 @@ class ModelEntry:
     task_modes: task -> the modes the pipeline offers for it (from pipeline.json when it gives them).
     fixed_shape: the model takes only its num_frames x height x width (e.g. MAGVIT).
     class_names: the class names of a class-conditional model (pipeline.json `class_names`), by class id.
+    untrained_classes: class ids its training data never had (pipeline.json `untrained_classes`); the
+        pipeline rejects them, so menus offer `trained_class_names`.
     """
 
     name: str
@@ -83,6 +85,12 @@ class ModelEntry:
     recipe: str | None = None
     fixed_shape: bool = False
     class_names: list[str] = field(default_factory=list)
+    untrained_classes: list[int] = field(default_factory=list)
+
+    @property
+    def trained_class_names(self) -> list[str]:
+        untrained = set(self.untrained_classes)
+        return [n for i, n in enumerate(self.class_names) if i not in untrained]
 
     @property
     def resolution(self) -> str:
@@ -244,6 +252,7 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
         max_frames = num_frames or max_frames
         max_size = max(height or 0, width or 0) or max_size
     class_names = settings.get("class_names") if is_pipeline else None
+    untrained = settings.get("untrained_classes") if is_pipeline else None
     return ModelEntry(
         name=name,
         path=str(folder.resolve()),
@@ -270,6 +279,8 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
         recipe=settings.get("recipe") if is_pipeline else None,
         fixed_shape=fixed_shape,
         class_names=[str(c) for c in class_names] if isinstance(class_names, (list, tuple)) else [],
+        untrained_classes=[int(i) for i in untrained if isinstance(i, int) and not isinstance(i, bool)]
+        if isinstance(untrained, (list, tuple)) else [],
     )
 
 

@@ -17,7 +17,7 @@ EXAMPLES = """examples:
   vidgen generate "a blue square moving right" -o out.mp4 --negative-prompt "a red circle"
   vidgen generate "a yellow circle moving down" -o out.mp4 --model ./runs/my-pipeline
   vidgen generate "a red circle moving left" -o out.gif --model magvit-shapes      # MAGVIT, 12 steps
-  vidgen generate --class "red circle moving left" -o out.mp4                     # magvit-shapes
+  vidgen generate --class "red circle moving right" -o out.mp4                     # magvit-shapes
   vidgen generate --class 5 -o out.gif --guidance 3 --seed 1                       # a class id
 """
 

@@ -91,6 +91,13 @@ def run_info(args: argparse.Namespace) -> int:
         ("size on disk", format_bytes(entry.disk_bytes)),
         ("components", ", ".join(entry.components) or "-"),
     ]
+    if entry.class_names:
+        trained = entry.trained_class_names
+        rows.append(("classes", f"{len(trained)} trained: " + ", ".join(trained)))
+        if len(trained) < len(entry.class_names):
+            held_out = [entry.class_names[i] for i in entry.untrained_classes if i < len(entry.class_names)]
+            rows.append(("not trained", f"{len(held_out)} (held out of the training data; use text-to-video "
+                         "for these): " + ", ".join(held_out)))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key.ljust(width)}  {value}")

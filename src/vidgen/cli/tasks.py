@@ -26,7 +26,7 @@ COMMANDS = {
         "examples": """examples:
   vidgen predict clip.mp4 -o predicted.mp4
   vidgen predict first_frame.png -o predicted.gif --seed 3
-  vidgen predict clip.mp4 -o out.mp4 -o out.gif --class "red circle moving left" --guidance 3
+  vidgen predict clip.mp4 -o out.mp4 -o out.gif --class "red circle moving right" --guidance 3
   vidgen predict clip.mp4 -o out.mp4 --steps 24 --model ./runs/magvit/pipeline
 """,
     },

@@ -3,7 +3,7 @@ non-autoregressive decoding with classifier-free guidance -> 3D-VQ decoder -> vi
 
     pipe = vidgen.load_pipeline("magvit-shapes")
     pipe("a red circle moving left", seed=0)                 # text-to-video (T2V)
-    pipe.generate_class("red circle moving left")            # class-conditional generation (CG)
+    pipe.generate_class("red circle moving right")            # class-conditional generation (CG)
     pipe.predict("clip.mp4")                                 # frame prediction from the first frame (FP)
     pipe.predict("clip.mp4", class_label=5)                  # ... of a given class (CFP)
     pipe.interpolate("clip.mp4")                             # frames between the first and last (FI)
@@ -119,6 +119,8 @@ class MagvitPipeline:
         "class + first frame"], "outpaint": ["central", "vertical", "horizontal", "dynamic"], ...}.
     settings: the pipeline.json dict.
     class_names: one name per class id (may be empty for a model without classes).
+    untrained_classes: class ids the training data never had (pipeline.json "untrained_classes", e.g. the
+        held-out Shapes triples): their embeddings are untrained, so class-conditional calls reject them.
     """
 
     def __init__(self, tokenizer: MagvitVQ, transformer: MaskedTokenTransformer,
@@ -136,6 +138,8 @@ class MagvitPipeline:
         self._check_components()
         self._check_decoding_settings()
         self.class_names = [str(c) for c in self.settings.get("class_names") or []]
+        # Classes the training data never had: their embeddings are untrained, so `class_id` rejects them.
+        self.untrained_classes = sorted({int(i) for i in self.settings.get("untrained_classes") or []})
         self.tasks = self._offered_tasks()
 
     # ------------------------------------------------------------------ loading and saving
@@ -199,6 +203,12 @@ class MagvitPipeline:
         if names and len(names) != cfg.num_classes:
             raise CheckpointError(f"pipeline.json lists {len(names)} class_names but the transformer has "
                                   f"{cfg.num_classes} classes")
+        untrained = self.settings.get("untrained_classes") or []
+        if not isinstance(untrained, list) or not all(
+                isinstance(i, numbers.Integral) and not isinstance(i, bool) and 0 <= i < cfg.num_classes
+                for i in untrained):
+            raise CheckpointError(f"pipeline.json: untrained_classes = {untrained!r} must be a list of class ids "
+                                  f"in 0..{cfg.num_classes - 1}")
 
     # ------------------------------------------------------------------ settings
 
@@ -309,8 +319,27 @@ class MagvitPipeline:
                 spec.abbreviation](n)
         return task, key, spec
 
+    @property
+    def trained_class_names(self) -> list[str]:
+        """The names of the classes this model can generate (its training data had them)."""
+        untrained = set(self.untrained_classes)
+        return [n for i, n in enumerate(self.class_names) if i not in untrained]
+
     def class_id(self, class_label: int | str) -> int:
-        """A class id (int, or a digit string) or a class name (case-insensitive) -> the class id."""
+        """A class id (int, or a digit string) or a class name (case-insensitive) -> the class id.
+        Rejects ids out of range, unknown names and classes the model was never trained on."""
+        label = self._lookup_class(class_label)
+        if label in self.untrained_classes:
+            name = f" ({self.class_names[label]!r})" if label < len(self.class_names) else ""
+            prompt = f"'a {self.class_names[label]}'" if label < len(self.class_names) else "a prompt"
+            raise VidgenError(f"class {label}{name} was held out of the training data of {self.name!r}, so its class "
+                              f"embedding is untrained and would give noise; it can generate "
+                              f"{self.num_classes - len(self.untrained_classes)} of its {self.num_classes} classes "
+                              f"(`vidgen info {self.name}` lists them). For an unseen combination use "
+                              f"text-to-video: vidgen generate {prompt} --model {self.name}")
+        return label
+
+    def _lookup_class(self, class_label: int | str) -> int:
         if self.num_classes == 0:
             raise VidgenError(f"model {self.name!r} is not class-conditional (it has no classes)")
         if isinstance(class_label, bool):
@@ -609,7 +638,7 @@ class MagvitPipeline:
     def generate_class(self, class_label: int | str, seed: int = 0, num_inference_steps: int | None = None,
                        guidance_scale: float | None = None, progress: bool = True,
                        callback: Callback | None = None, temperature: float | None = None) -> GeneratedVideo:
-        """Class-conditional generation (CG): a class id or name, e.g. "red circle moving left".
+        """Class-conditional generation (CG): a class id or name, e.g. "red circle moving right" (not one the model never trained on).
         temperature as in `__call__`."""
         label = self.class_id(class_label)
         task, mode, spec = self.resolve_task("class-to-video")

@@ -217,6 +217,12 @@ def class_names_for(data_name: str, num_classes: int) -> list[str]:
     return names
 
 
+def untrained_classes(class_ids: torch.Tensor, num_classes: int) -> list[int]:
+    """Class ids in 0..num_classes-1 that no training clip carries (class_ids: (N,), -1 = no class)."""
+    seen = set(torch.as_tensor(class_ids).reshape(-1).tolist())
+    return [i for i in range(num_classes) if i not in seen]
+
+
 def pipeline_tasks(tasks: list[Task]) -> dict[str, list[str]]:
     """The pipeline.json {task: [modes]} restricted to the trained tasks."""
     trained = {t.abbreviation for t in tasks}
@@ -353,6 +359,8 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
         **{name: value for name in ("pixel_guidance", "pixel_temperature", "pixel_choice_temperature")
            if (value := getattr(sample, name)) is not None},
         "class_names": class_names_for(recipe.data.name, model.config.num_classes),
+        # Classes no training clip has (e.g. held-out Shapes triples): untrained embeddings, rejected at use.
+        "untrained_classes": untrained_classes(cache.class_id, model.config.num_classes),
         "tasks": pipeline_tasks(tasks),
         "recipe": f"{recipe.name}.toml",  # the shipped or user recipe file it came from
         "description": sample.description or (

@@ -225,7 +225,7 @@ class WebApp:
 
     def class_models(self) -> list[ServedModel]:
         """Class-conditional models (MAGVIT's CG task): they list their class names."""
-        return [m for m in self.models.values() if "class-to-video" in m.entry.tasks and m.entry.class_names]
+        return [m for m in self.models.values() if "class-to-video" in m.entry.tasks and m.entry.trained_class_names]
 
     def model(self, key: str | None) -> ServedModel:
         if not key or key not in self.models:
@@ -593,7 +593,7 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             mode = gr.Dropdown(first.task_modes(first_task), value=first.task_modes(first_task)[0], label="Mode",
                                elem_id="task-mode")
             # Shown for modes that take a class (MAGVIT's "class + first frame").
-            class_box = gr.Dropdown(first.entry.class_names, value=None, label="Class", elem_id="task-class",
+            class_box = gr.Dropdown(first.entry.trained_class_names, value=None, label="Class", elem_id="task-class",
                                     visible=mode_needs_class(first.task_modes(first_task)[0]))
             seed, steps, guidance = _seed_steps_guidance(gr, app, first, video_tasks=True)
             button = gr.Button("Run task", variant="primary", elem_id="task-run")
@@ -604,7 +604,7 @@ def _video_tasks_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
         t = m.video_tasks[0]
         return (gr.update(choices=m.video_tasks, value=t), gr.update(choices=m.task_modes(t), value=m.task_modes(t)[0]),
                 app.describe(key), TASK_HELP.get(t, ""),
-                gr.update(choices=m.entry.class_names, value=None, visible=mode_needs_class(m.task_modes(t)[0])),
+                gr.update(choices=m.entry.trained_class_names, value=None, visible=mode_needs_class(m.task_modes(t)[0])),
                 gr.update(value=default_guidance(m.entry, video_tasks=True)))
 
     def on_mode(mode_):
@@ -641,7 +641,7 @@ def _class_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             model = gr.Dropdown([(m.label, m.key) for m in models], value=first.key, label="Model",
                                 elem_id="class-model")
             model_info = gr.Markdown(app.describe(first.key))
-            class_box = gr.Dropdown(first.entry.class_names, value=first.entry.class_names[0], label="Class",
+            class_box = gr.Dropdown(first.entry.trained_class_names, value=first.entry.trained_class_names[0], label="Class",
                                     elem_id="class-class")
             seed, steps, guidance = _seed_steps_guidance(gr, app, first)
             button = gr.Button("Generate", variant="primary", elem_id="class-generate")
@@ -649,7 +649,7 @@ def _class_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
 
     def on_model(key):
         m = app.model(key)
-        return gr.update(choices=m.entry.class_names, value=m.entry.class_names[0]), app.describe(key)
+        return gr.update(choices=m.entry.trained_class_names, value=m.entry.trained_class_names[0]), app.describe(key)
 
     model.change(on_model, inputs=[model], outputs=[class_box, model_info], queue=False, api_visibility="private")
 
