@@ -15,6 +15,7 @@ from that seed (see the module). Same command, same machine -> same numbers.
     python benchmarks/bench_magvit_tasks.py --model runs/magvit-shapes-transformer/pipeline --shapes 8 \\
         --digits 4 --tasks FP OPC --no-cg --t2v-sets            # a quick look
     python benchmarks/bench_magvit_tasks.py --shape-fidelity 12 --tasks --no-cg --t2v-sets   # shapes kept?
+    python benchmarks/bench_magvit_tasks.py --decoder-robustness 48 --tasks --no-cg --t2v-sets  # near-miss tokens
 """
 
 from __future__ import annotations
@@ -80,6 +81,45 @@ def shape_fidelity(pipe, per_shape: int, seed: int = 0) -> dict:
     return report
 
 
+def decoder_robustness(pipe, count: int, ratios=(0.1, 0.25, 0.5), seed: int = 3) -> dict:
+    """Does the tokenizer's decoder still draw the shape from near-miss tokens? `count` single-object Shapes
+    clips of the training classes (data seed 3): their true tokens, a random share `ratio` of them masked and
+    refilled by the transformer (CG, right class; its most likely token or a sample: `TokenCorruptor`),
+    decoded and judged by the Shapes evaluator. {"tokenizer" | f"{ratio} argmax" | f"{ratio} sample":
+    {shape: [right, n]}}."""
+    from vidgen.data.shapes import SHAPES, ShapesDataset
+    from vidgen.evaluation.shapes_eval import detect_objects
+    from vidgen.tasks.commit import encode_tokens
+    from vidgen.training.magvit_tokenizer import TokenCorruptor
+
+    data = ShapesDataset(split="train", num_items=count, size=pipe.height, num_frames=pipe.num_frames,
+                         max_objects=1, seed=seed)
+    items = [data[i] for i in range(count)]
+    weight = next(pipe.tokenizer.parameters())
+    videos = torch.stack([item["video"] for item in items]).to(weight.device, weight.dtype)
+    tokens = torch.cat([encode_tokens(pipe.tokenizer, videos[i:i + 8]) for i in range(0, count, 8)])
+    labels = torch.tensor([int(item["class_id"]) for item in items], device=tokens.device)
+    shapes = [SHAPES[item["labels"]["shape_id"]] for item in items]
+
+    def judge(candidate: torch.Tensor) -> dict[str, list[int]]:
+        out = torch.cat([pipe.tokenizer.decode_indices(candidate[i:i + 8]).float() for i in range(0, count, 8)])
+        frames = ((out.clamp(-1, 1).permute(0, 2, 3, 4, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255)
+        tally = {shape: [0, 0] for shape in SHAPES}
+        for clip, shape in zip(frames.astype("uint8"), shapes):
+            found = detect_objects(clip)
+            best = max(found, key=lambda d: d.area) if found else None
+            tally[shape][0] += int(best is not None and best.shape == shape)
+            tally[shape][1] += 1
+        return tally
+
+    report = {"tokenizer": judge(tokens)}
+    for ratio in ratios:
+        for name, greedy in (("argmax", 1.0), ("sample", 0.0)):
+            corrupt = TokenCorruptor(pipe.transformer, 1.0, (ratio, ratio), bf16=pipe.bf16, greedy_share=greedy)
+            report[f"{ratio:g} {name}"] = judge(corrupt(tokens, labels, torch.Generator().manual_seed(0)))
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="magvit-shapes", help="bundled name or pipeline folder")
@@ -93,6 +133,9 @@ def main() -> None:
                              "training classes (data seed 3: clips not trained on); 0 = skip (default)")
     parser.add_argument("--shape-fidelity", type=int, default=0, metavar="N",
                         help="N held-out clips per shape: is the shape kept by the tokenizer and by FP?")
+    parser.add_argument("--decoder-robustness", type=int, default=0, metavar="N",
+                        help="N training-class Shapes clips: does the decoder keep each shape when 10 / 25 / 50%% "
+                             "of the true tokens are refilled by the transformer?")
     parser.add_argument("--cg-seeds", nargs="+", type=int, default=[0], help="seeds per CG class (default 0)")
     parser.add_argument("--t2v-sets", nargs="*", default=list(PROMPT_SETS), choices=PROMPT_SETS,
                         help="text-to-video prompt sets (default: all; none to skip)")
@@ -148,6 +191,11 @@ def main() -> None:
             for name, r in rows.items():
                 fills = " ".join("-" if f is None else f"{f:.2f}" for f in r["fill"])
                 print(f"  {shape:8s} {name:11s} {r['right']}/{r['n']} judged {shape}; fill {fills}")
+    if args.decoder_robustness:
+        report["decoder_robustness"] = decoder_robustness(pipe, args.decoder_robustness)
+        print("decoder robustness (true tokens, a share refilled by the transformer; judged right / clips):")
+        for name, tally in report["decoder_robustness"].items():
+            print(f"  {name:12s} " + "  ".join(f"{shape} {r}/{n}" for shape, (r, n) in tally.items()))
     if args.tasks:
         report["tasks"] = mt.evaluate_tasks(pipe, clips, args.tasks, args.steps, args.guidance, seed=args.seed)
     accuracy = {}

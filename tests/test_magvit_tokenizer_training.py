@@ -42,11 +42,14 @@ def test_pick_frames_folds_distinct_frames_into_the_batch():
 
 
 def test_shipped_recipes_parse_and_options_are_checked(tmp_path):
-    for name in ("magvit-shapes-vq2d", "magvit-shapes-vq", "magvit-shapes-vq-decoder"):
+    for name in ("magvit-shapes-vq2d", "magvit-shapes-vq", "magvit-shapes-vq-decoder", "magvit-shapes-vq-robust-decoder"):
         recipe = load_recipe(name)
         assert recipe.kind == "magvit-vq" and recipe.data.name == "shapes+digits"
     assert load_recipe("magvit-shapes-vq").sections["gan"].enabled
     assert load_recipe("magvit-shapes-vq-decoder").sections["vq"].train_decoder_only
+    robust = load_recipe("magvit-shapes-vq-robust-decoder").sections["vq"]
+    assert robust.train_decoder_only and robust.token_noise_from.endswith("stage5/pipeline")
+    assert robust.token_noise_ratio == (0.1, 0.5) and robust.crop_frames == robust.crop_size == 0
     with pytest.raises(VidgenError, match="frames_per_clip"):
         run("magvit-shapes-vq-smoke", tmp_path / "a", "vq.frames_per_clip=2", 'vq.inflate_from=""')
     with pytest.raises(VidgenError, match="crop_size"):
@@ -164,3 +167,76 @@ def test_evaluate_tokenizer_reports_the_codes_of_flat_cells():
     assert 0 < metrics["flat_cell_fraction"] < 1
     assert metrics["flat_cell_fraction"] == pytest.approx(flat.float().mean().item())
     assert metrics["flat_cell_perplexity"] == pytest.approx(code_perplexity(tokens[flat], 128))
+
+
+def _tiny_transformer(grid=(2, 4, 4), codebook_size=128, num_classes=4):
+    from vidgen.generators.masked_transformer import MaskedTokenTransformer, magvit_transformer_tiny
+
+    torch.manual_seed(0)
+    return MaskedTokenTransformer(magvit_transformer_tiny(codebook_size=codebook_size, grid=grid,
+                                                          num_classes=num_classes, text_dim=0))
+
+
+def test_token_corruptor_refills_a_drawn_share_with_the_transformers_guesses():
+    """TokenCorruptor: share 0 changes nothing; share 1 at ratio 1 gives the transformer's guesses at every
+    position (its argmax for greedy clips); a partial ratio keeps the rest; draws follow the generator."""
+    from vidgen.tasks import get_task
+    from vidgen.tasks.masking import commit_inputs
+    from vidgen.training.magvit_tokenizer import TokenCorruptor
+
+    transformer = _tiny_transformer()
+    tokens = torch.randint(0, 128, (6, 2, 4, 4), generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3, -1, 80])  # -1 and out-of-range ids use the null class
+    seeded = lambda: torch.Generator().manual_seed(2)
+    assert torch.equal(TokenCorruptor(transformer, 0.0, (0.5, 0.5))(tokens, labels, seeded()), tokens)
+
+    everything = torch.ones_like(tokens, dtype=torch.bool)
+    inputs, refine = commit_inputs(tokens, everything, transformer.mask_token_id)
+    null = torch.where(labels < 4, labels, torch.full_like(labels, -1))
+    with torch.no_grad():
+        logits = transformer(inputs, task=torch.full((6,), get_task("CG").token), class_labels=null,
+                             condition_positions=refine)
+    greedy = TokenCorruptor(transformer, 1.0, (1.0, 1.0), greedy_share=1.0)(tokens, labels, seeded())
+    assert torch.equal(greedy, logits.argmax(-1))
+    sampled = TokenCorruptor(transformer, 1.0, (1.0, 1.0), greedy_share=0.0)(tokens, labels, seeded())
+    assert not torch.equal(sampled, greedy) and torch.equal(
+        sampled, TokenCorruptor(transformer, 1.0, (1.0, 1.0), greedy_share=0.0)(tokens, labels, seeded()))
+
+    part = TokenCorruptor(transformer, 1.0, (0.3, 0.3), greedy_share=1.0)(tokens, labels, seeded())
+    changed = part != tokens
+    assert 0 < changed.float().mean() <= 0.45
+    with pytest.raises(VidgenError, match="token grid"):
+        TokenCorruptor(transformer, 1.0, (0.5, 0.5))(tokens[:, :1], labels, seeded())
+
+
+def test_decoder_fine_tune_on_generated_tokens(stage2d, tmp_path):
+    """vq.token_noise_from: a decoder-only run whose clips are partly refilled by a transformer keeps the
+    encoder and codebook bit-identical, trains the decoder and resumes exactly; bad settings are refused."""
+    from conftest import rewound_copy
+
+    stage3d = tmp_path / "stage3d"
+    run("magvit-shapes-vq-smoke", stage3d, f'vq.inflate_from="{stage2d / "final"}"')
+    tokenizer = MagvitVQ.from_pretrained(stage3d / "final")
+    grid = tokenizer.latent_shape(8, 32, 32)
+    transformer = _tiny_transformer(grid=tuple(grid), codebook_size=tokenizer.config.codebook_size, num_classes=82)
+    transformer.save_pretrained(tmp_path / "transformer")
+    sets = ["vq.train_decoder_only=true", f'train.init_from="{stage3d / "final"}"', 'vq.inflate_from=""',
+            "vq.crop_frames=0", "vq.crop_size=0", "gan.enabled=false", 'train.export="raw"',
+            f'vq.token_noise_from="{tmp_path / "transformer"}"', "vq.token_noise_share=1.0"]
+    straight = tmp_path / "straight"
+    run("magvit-shapes-vq-smoke", straight, *sets)
+    start, after = final_state(stage3d), final_state(straight)
+    assert all(torch.equal(after[k], start[k]) for k in start if k.startswith(("encoder.", "quantizer.")))
+    assert any(not torch.equal(after[k], start[k]) for k in start if k.startswith("decoder."))
+    split = rewound_copy(straight, tmp_path / "split", 2)
+    recipe = load_recipe("magvit-shapes-vq-smoke", [f'output.dir="{split}"', 'train.device="cpu"', *sets])
+    run_recipe(recipe, resume=True, progress=False, log=lambda _: None)
+    resumed = final_state(split)
+    assert all(torch.equal(after[k], resumed[k]) for k in after)
+
+    with pytest.raises(VidgenError, match="needs vq.train_decoder_only"):
+        run("magvit-shapes-vq-smoke", tmp_path / "a", *sets[1:])
+    with pytest.raises(VidgenError, match="whole clips"):
+        run("magvit-shapes-vq-smoke", tmp_path / "b", *sets, "vq.crop_frames=4")
+    with pytest.raises(VidgenError, match="token_noise_ratio"):
+        load_recipe("magvit-shapes-vq-smoke", ["vq.token_noise_ratio=[0.5, 0.2]"])

@@ -16,6 +16,12 @@ loss from a 3D StyleGAN-style discriminator with LeCam regularisation from `gan.
 (objective calls). Crops (`vq.crop_frames`, `vq.crop_size`) make steps cheap; evaluation always sees
 whole clips.
 
+A decoder-only fine-tune (`vq.train_decoder_only`) may also learn to decode the tokens a masked-token
+transformer *generates*, not only the encoder's (`vq.token_noise_from`, `TokenCorruptor`): in a share
+of the clips a random fraction of the tokens is masked and refilled by that transformer (the most
+likely token or a sample, as the pipeline decodes), and the decoder is trained to give the true clip
+from them. The encoder and codebook stay frozen, so the tokens, and the transformer, stay valid.
+
 Eval (`train.eval_every`): PSNR, SSIM, codebook usage (fraction of codes used) and perplexity over
 all tokens of `eval.clips` held-out clips (the dataset's "heldout" or "test" split; for a dataset
 without one, the same options with seed + 1). Samples: original | reconstruction side by side.
@@ -73,6 +79,11 @@ class VQTrainOptions:
     train_decoder_only: freeze the encoder and the codebook (with `train.init_from` a trained tokenizer)
         and train the decoder alone: every clip keeps its tokens, so a transformer trained on them stays
         valid. Dead-code restarts are off (they would move codes).
+    token_noise_from: decoder-only runs: a MAGVIT pipeline folder or bundled name (or a transformer
+        folder) whose masked-token transformer refills masked tokens (`TokenCorruptor`); "" = off.
+        Needs whole clips (crop_frames = crop_size = 0) of the transformer's token grid.
+    token_noise_share: share of the clips whose tokens are corrupted (the rest decode clean tokens).
+    token_noise_ratio: [low, high]: each corrupted clip masks a uniform fraction in this range.
     """
 
     reconstruction_loss: str = "l2"
@@ -85,9 +96,20 @@ class VQTrainOptions:
     inflate_from: str = ""
     inflate_mode: str = "central"
     train_decoder_only: bool = False
+    token_noise_from: str = ""
+    token_noise_share: float = 0.5
+    token_noise_ratio: tuple[float, float] = (0.1, 0.5)
 
     def __post_init__(self) -> None:
         from vidgen.tokenizers.vq_objective import RECONSTRUCTION_LOSSES
+
+        if len(self.token_noise_ratio) != 2:
+            raise VidgenError(f"vq.token_noise_ratio = {list(self.token_noise_ratio)} must be [low, high]")
+        low, high = (float(v) for v in self.token_noise_ratio)
+        if not (0.0 < low <= high <= 1.0) or not 0.0 <= self.token_noise_share <= 1.0:
+            raise VidgenError(f"vq.token_noise_ratio = {list(self.token_noise_ratio)} must be [low, high] with "
+                              f"0 < low <= high <= 1, and vq.token_noise_share = {self.token_noise_share} in [0, 1]")
+        self.token_noise_ratio = (low, high)
 
         if self.reconstruction_loss not in RECONSTRUCTION_LOSSES:
             raise VidgenError(f"vq.reconstruction_loss = {self.reconstruction_loss!r}: expected one of "
@@ -134,21 +156,96 @@ def pick_frames(video: torch.Tensor, count: int, generator: torch.Generator | No
     return frames.transpose(1, 2).reshape(b * count, c, 1, h, w)
 
 
+class TokenCorruptor:
+    """Replace part of a clip's tokens by a masked-token transformer's guesses (decoder robustness).
+
+    For a share `share` of the clips, a fraction r ~ U(ratio) of the positions is masked and refilled
+    from the transformer's class-conditional (CG; the clip's class, or the null class for -1)
+    prediction given the rest: the most likely token for a share `greedy_share` of those clips (half by
+    default), a sample (temperature 1) for the others, as the pipeline decodes the tasks given pixels
+    and class / text generation.
+    Every draw comes from `generator` (the trainer's checkpointed one: exact resume).
+
+    A plain object, not an `nn.Module`: the frozen transformer is no part of the trained model, its
+    optimiser or its checkpoints.
+    """
+
+    def __init__(self, transformer: nn.Module, share: float, ratio: tuple[float, float], bf16: bool = False,
+                 greedy_share: float = 0.5):
+        self.transformer = transformer.eval().requires_grad_(False)
+        self.share, self.ratio, self.bf16 = float(share), (float(ratio[0]), float(ratio[1])), bool(bf16)
+        self.greedy_share = float(greedy_share)
+
+    @torch.no_grad()
+    def __call__(self, tokens: torch.Tensor, class_ids: torch.Tensor | None,
+                 generator: torch.Generator | None) -> torch.Tensor:
+        """tokens (B, t, h, w) int64, class_ids (B,) (-1 = none) -> corrupted tokens (B, t, h, w)."""
+        from vidgen.diffusion.rng import rand
+        from vidgen.generators.decoding import sample_logits
+        from vidgen.pipelines.text_to_video import autocast_context
+        from vidgen.tasks import get_task
+        from vidgen.tasks.masking import commit_inputs
+
+        b, device = tokens.shape[0], tokens.device
+        if tuple(tokens.shape[1:]) != tuple(self.transformer.config.grid):
+            raise VidgenError(f"vq.token_noise_from: clips give a {tuple(tokens.shape[1:])} token grid but the "
+                              f"transformer takes {tuple(self.transformer.config.grid)}: train on whole clips of "
+                              "its size (vq.crop_frames = vq.crop_size = 0)")
+        corrupt = rand((b,), generator, device) < self.share                                  # (B,)
+        low, high = self.ratio
+        ratio = low + (high - low) * rand((b,), generator, device)                            # (B,)
+        masked = (rand(tuple(tokens.shape), generator, device) < ratio[:, None, None, None]) & corrupt[:, None, None, None]
+        greedy = rand((b,), generator, device) < self.greedy_share                               # (B,)
+        labels = torch.full((b,), -1, dtype=torch.long, device=device) if class_ids is None else \
+            class_ids.to(device).long().clamp(min=-1)
+        labels = torch.where(labels < self.transformer.config.num_classes, labels, torch.full_like(labels, -1))
+        inputs, refine = commit_inputs(tokens, masked, self.transformer.mask_token_id)
+        task = torch.full((b,), get_task("CG").token, dtype=torch.long, device=device)
+        with autocast_context(device, self.bf16):
+            logits = self.transformer(inputs, task=task, class_labels=labels, condition_positions=refine)
+        logits = logits.float()                                                               # (B, t, h, w, K)
+        guesses = torch.where(greedy[:, None, None, None], logits.argmax(-1), sample_logits(logits, 1.0, generator))
+        return torch.where(masked, guesses, tokens)
+
+
+class _DecodeTokens(nn.Module):
+    """`model(video)` as the VQ objective calls it, but decoding `tokens` instead of the clip's own
+    (the quantizer output of the clip is still returned for its logged terms)."""
+
+    def __init__(self, model: nn.Module, tokens: torch.Tensor):
+        super().__init__()
+        self.model, self.tokens = model, tokens
+
+    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        q = self.model.quantize(self.model.encode_latents(video))
+        codes = self.model.quantizer.indices_to_codes(self.tokens).to(q.quantized.dtype)
+        return self.model.decode_codes(codes), q
+
+    def last_layer_weight(self) -> torch.Tensor:
+        return self.model.last_layer_weight()
+
+
 class TokenizerObjective(nn.Module):
     """`VQTokenizerObjective` on the batch's "video", after folding frames into the batch for a 2D
-    model (`frames_per_clip`). Checkpointed state (discriminator, its optimiser, step) is the inner
-    objective's."""
+    model (`frames_per_clip`); with a `TokenCorruptor`, training steps decode partly generated tokens
+    (module docstring). Checkpointed state (discriminator, its optimiser, step) is the inner objective's."""
 
-    def __init__(self, vq_objective: nn.Module, frames_per_clip: int = 0):
+    def __init__(self, vq_objective: nn.Module, frames_per_clip: int = 0, corruptor: TokenCorruptor | None = None):
         super().__init__()
         self.vq = vq_objective
         self.frames_per_clip = frames_per_clip
+        self.corruptor = corruptor
 
     def forward(self, model: nn.Module, batch: Any, generator: torch.Generator | None = None
                 ) -> dict[str, torch.Tensor]:
         video = batch["video"] if isinstance(batch, dict) else batch
-        if self.frames_per_clip and self.training and torch.is_grad_enabled():
+        training = self.training and torch.is_grad_enabled()
+        if self.frames_per_clip and training:
             video = pick_frames(video, self.frames_per_clip, generator)
+        if self.corruptor is not None and training:
+            class_ids = batch.get("class_id") if isinstance(batch, dict) else None
+            tokens = self.corruptor(model.encode(video), class_ids, generator)
+            return self.vq(_DecodeTokens(model, tokens), video, generator)
         return self.vq(model, video, generator)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -274,6 +371,26 @@ def _inflated_weights(model: nn.Module, options: VQTrainOptions, log: Any) -> di
 # ----------------------------------------------------------------------------- the kind
 
 
+def _token_corruptor(options: VQTrainOptions, context: BuildContext) -> TokenCorruptor:
+    """The frozen transformer of `vq.token_noise_from` (decoder-only runs on whole clips only)."""
+    from vidgen.generators.masked_transformer import MaskedTokenTransformer
+    from vidgen.modeling import resolve_component
+    from vidgen.pipelines.text_to_video import _bf16_is_fast
+
+    if not options.train_decoder_only:
+        raise VidgenError("vq.token_noise_from needs vq.train_decoder_only = true: the transformer's tokens are "
+                          "only valid while the encoder and the codebook stay as they are")
+    if options.crop_frames or options.crop_size:
+        raise VidgenError("vq.token_noise_from needs whole clips (vq.crop_frames = vq.crop_size = 0): the "
+                          "transformer takes one fixed token grid")
+    folder = resolve_component(options.token_noise_from, "MaskedTokenTransformer")
+    transformer = MaskedTokenTransformer.from_pretrained(folder).to(context.device)
+    context.log(f"token noise: transformer {folder} refills {options.token_noise_ratio[0]:g}-"
+                f"{options.token_noise_ratio[1]:g} of the tokens of {options.token_noise_share:.0%} of the clips")
+    return TokenCorruptor(transformer, options.token_noise_share, options.token_noise_ratio,
+                          bf16=_bf16_is_fast(context.device))
+
+
 def build_vq(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     from vidgen.tokenizers.vq_objective import VQObjectiveConfig, VQTokenizerObjective
 
@@ -316,9 +433,13 @@ def build_vq(recipe: Recipe, context: BuildContext) -> TrainingSetup:
     if options.perceptual_weight > 0:
         context.log("perceptual loss: off (no feature network: none can be downloaded here; the hook is "
                     "VQTokenizerObjective(feature_net=...))")
-    objective = TokenizerObjective(vq_objective, options.frames_per_clip)
+    corruptor = None
+    if options.token_noise_from:
+        corruptor = _token_corruptor(options, context)
+    objective = TokenizerObjective(vq_objective, options.frames_per_clip, corruptor)
 
-    dataset = SelectKeys(recipe.data.build(split="train"), ("video",))
+    keys = ("video", "class_id") if corruptor is not None else ("video",)
+    dataset = SelectKeys(recipe.data.build(split="train"), keys)
     heldout = heldout_dataset(recipe, evaluation.clips)
     videos = torch.stack([heldout[i]["video"] for i in range(len(heldout))])   # (N, 3, T, H, W)
 
