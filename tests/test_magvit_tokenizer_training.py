@@ -240,3 +240,4 @@ def test_decoder_fine_tune_on_generated_tokens(stage2d, tmp_path):
         run("magvit-shapes-vq-smoke", tmp_path / "b", *sets, "vq.crop_frames=4")
     with pytest.raises(VidgenError, match="token_noise_ratio"):
         load_recipe("magvit-shapes-vq-smoke", ["vq.token_noise_ratio=[0.5, 0.2]"])
+

@@ -1159,3 +1159,39 @@ def test_resume_allows_only_changes_the_checkpoint_can_follow():
     changes = recipe_changes(old, {"train": {"lr": 5e-4, "steps": 10, "init_from": "magvit-shapes"},
                                    "model": {"size": "shapes"}})
     assert changes == ["model.size: 'tiny' -> 'shapes'", "train.lr: 0.001 -> 0.0005"]
+
+
+def test_init_grow_spreads_the_blocks_and_keeps_the_function(tmp_path):
+    """train.init_grow: a 2-block transformer loaded into a 4-block one puts its blocks at 0 and 2, the
+    added blocks 1 and 3 start as the identity, so the grown model gives the same logits; fewer blocks
+    than saved, or a plain load across depths, is refused."""
+    from vidgen.generators.masked_transformer import MaskedTokenTransformer, magvit_transformer_tiny
+    from vidgen.training.checkpoint import initialise_from
+
+    def tiny(depth: int, seed: int) -> MaskedTokenTransformer:
+        torch.manual_seed(seed)
+        return MaskedTokenTransformer(magvit_transformer_tiny(codebook_size=64, grid=(2, 4, 4), num_classes=4,
+                                                              text_dim=0, depth=depth))
+
+    source = tiny(2, 0)
+    source.save_pretrained(tmp_path / "shallow")
+    grown = tiny(4, 1)
+    initialise_from(grown, str(tmp_path / "shallow"), grow=True)
+    a, b = source.state_dict(), grown.state_dict()
+    for key, value in a.items():
+        target = key.replace("blocks.1.", "blocks.2.") if "blocks.1." in key else key
+        assert torch.equal(b[target], value), key
+    for index in (1, 3):
+        block = grown.transformer.blocks[index]
+        assert not block.attn.to_out.weight.any() and not block.mlp.fc2.weight.any()
+        assert block.attn.to_q.weight.any()  # only the residual outputs are zeroed: the block can learn
+    tokens = torch.randint(0, 64, (3, 2, 4, 4), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = source(tokens, task=1, class_labels=torch.tensor([0, 1, -1]))
+        actual = grown(tokens, task=1, class_labels=torch.tensor([0, 1, -1]))
+    assert torch.allclose(actual, expected, atol=1e-5)
+    tiny(4, 1).save_pretrained(tmp_path / "deep")
+    with pytest.raises(CheckpointError, match="growth only adds blocks"):
+        initialise_from(tiny(2, 0), str(tmp_path / "deep"), grow=True)
+    with pytest.raises(CheckpointError, match="missing keys"):
+        initialise_from(tiny(4, 0), str(tmp_path / "shallow"))

@@ -94,6 +94,17 @@ class TransformerBlock(nn.Module):
         if adaln:
             self.modulation = AdaLNModulation(cond_dim or dim, dim, 6, zero_init=True)
 
+    @torch.no_grad()
+    def zero_residual_(self) -> TransformerBlock:
+        """Make the block the identity: zero every projection that writes into the residual stream
+        (attention, cross-attention and MLP outputs; adaLN blocks already start with zero gates).
+        A block added to a trained network this way leaves its function unchanged (growth)."""
+        for linear in (self.attn.to_out, self.mlp.fc2, *((self.cross_attn.to_out,) if self.cross_attn else ())):
+            linear.weight.zero_()
+            if linear.bias is not None:
+                linear.bias.zero_()
+        return self
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 rope: tuple[torch.Tensor, torch.Tensor] | None = None, context: torch.Tensor | None = None,
                 context_mask: torch.Tensor | None = None, cond: torch.Tensor | None = None,

@@ -221,13 +221,54 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
-def initialise_from(model: torch.nn.Module, name_or_path: str) -> Path:
+_BLOCK_KEY = re.compile(r"(^|\.)blocks\.(\d+)\.")
+
+
+def _block_count(keys) -> int:
+    indices = [int(m.group(2)) for k in keys if (m := _BLOCK_KEY.search(k))]
+    return max(indices) + 1 if indices else 0
+
+
+def grow_state(state: dict[str, torch.Tensor], model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """Spread a shallower network's transformer blocks over `model`'s deeper stack (`train.init_grow`).
+
+    Source block i becomes block floor(i * depth / source_depth) of the model (6 -> 12: blocks 0, 2, ...,
+    10); every other key must match as in a plain load. Returns (the full state dict for `model`, with the
+    new blocks' freshly initialised weights, and the new block indices). The caller zeroes the new blocks'
+    residual outputs (`TransformerBlock.zero_residual_`), so the grown model computes what the source did.
+    """
+    own = model.state_dict()
+    source_depth, depth = _block_count(state), _block_count(own)
+    if source_depth == 0 or depth == 0:
+        raise CheckpointError("train.init_grow needs transformer blocks (keys '...blocks.<i>....') in both the "
+                              "saved weights and the model")
+    if depth < source_depth:
+        raise CheckpointError(f"train.init_grow: the saved model has {source_depth} blocks, more than this "
+                              f"model's {depth}; growth only adds blocks")
+    placed = {i: i * depth // source_depth for i in range(source_depth)}
+    grown = {k: v for k, v in own.items() if not _BLOCK_KEY.search(k)}
+    grown.update({k: v for k, v in state.items() if not _BLOCK_KEY.search(k)})
+    for key, value in own.items():
+        if _BLOCK_KEY.search(key):
+            grown[key] = value
+    for key, value in state.items():
+        match = _BLOCK_KEY.search(key)
+        if match:
+            start, end = match.span(2)
+            grown[key[:start] + str(placed[int(match.group(2))]) + key[end:]] = value
+    new_blocks = sorted(set(range(depth)) - set(placed.values()))
+    return grown, new_blocks
+
+
+def initialise_from(model: torch.nn.Module, name_or_path: str, grow: bool = False) -> Path:
     """Copy the weights saved at `name_or_path` into `model` (fine-tuning: `train.init_from`).
 
     name_or_path: a `save_pretrained` folder (config.json + model.safetensors) or a bundled name; a
     pipeline folder (e.g. "cogvideox-shapes" or a run's pipeline/) is searched for the one sub-folder
     whose config.json names the model's class. Stored bf16 weights are cast to the model's dtype.
-    Returns the weights file used.
+    grow: the saved model may have fewer transformer blocks (`grow_state`): they are spread over the
+    model's, and the added blocks start as the identity, so the grown model computes what the saved one
+    did (`train.init_grow`). Returns the weights file used.
     """
     from vidgen.modeling import CONFIG_NAME, WEIGHTS_NAME, PretrainedModel, resolve_component
 
@@ -242,6 +283,9 @@ def initialise_from(model: torch.nn.Module, name_or_path: str) -> Path:
                               f"{class_name}")
     path = folder / WEIGHTS_NAME
     state = load_safetensors(path)
+    new_blocks: list[int] = []
+    if grow:
+        state, new_blocks = grow_state(state, model)
     if isinstance(model, PretrainedModel):
         model.load_state_dict_strict(state, source=str(path))  # lists missing / mis-shaped keys
     else:
@@ -250,4 +294,11 @@ def initialise_from(model: torch.nn.Module, name_or_path: str) -> Path:
             model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}, strict=True)
         except RuntimeError as error:
             raise CheckpointError(f"weights in {path} do not match the recipe's model: {error}") from None
+    if new_blocks:
+        from vidgen.layers.transformer import TransformerBlock
+
+        blocks = {int(m.group(2)): module for name, module in model.named_modules()
+                  if isinstance(module, TransformerBlock) and (m := _BLOCK_KEY.search(name + "."))}
+        for index in new_blocks:
+            blocks[index].zero_residual_()
     return path

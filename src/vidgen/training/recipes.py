@@ -69,7 +69,8 @@ TOP_LEVEL = ("kind", "description", "model", "data", "train", "output", "name")
 # train.init_from is read only before step 0 (on resume the checkpoint holds the weights).
 RESUMABLE_CHANGES = ("name", "description", "output.", "train.steps", "train.log_every", "train.eval_every",
                      "train.sample_every", "train.checkpoint_every", "train.keep_checkpoints", "train.keep_steps",
-                     "train.num_workers", "train.device", "train.export", "train.export_dtype", "train.init_from")
+                     "train.num_workers", "train.device", "train.export", "train.export_dtype", "train.init_from",
+                     "train.init_grow")
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -533,7 +534,9 @@ def run_recipe(recipe: Recipe, resume: bool = False, progress: bool = True,
     if recipe.train.init_from and not resume:  # on resume the checkpoint holds the weights
         from vidgen.training.checkpoint import initialise_from
 
-        log(f"initial weights: {initialise_from(setup.model, recipe.train.init_from)} (train.init_from)")
+        source = initialise_from(setup.model, recipe.train.init_from, grow=recipe.train.init_grow)
+        log(f"initial weights: {source} (train.init_from" + (", grown: added blocks start as the identity)"
+                                                              if recipe.train.init_grow else ")"))
     trainer = Trainer(setup.model, setup.objective, setup.dataset, recipe.train, run_dir,
                       collate_fn=setup.collate_fn, sample_fn=setup.sample_fn, eval_fn=setup.eval_fn,
                       export_fn=setup.export_fn, resume=resume, progress=progress, log_fn=log,

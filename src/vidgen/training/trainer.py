@@ -98,6 +98,8 @@ class TrainConfig:
     init_from: str = ""               # fine-tuning: a model folder or bundled name (a pipeline folder
                                       # is searched for the sub-folder of the model's class) whose
                                       # weights replace the fresh ones before step 0; "" = from scratch
+    init_grow: bool = False           # init_from a shallower model: its transformer blocks are spread over
+                                      # this one's and the added blocks start as the identity
 
     @property
     def export_torch_dtype(self) -> torch.dtype | None:
