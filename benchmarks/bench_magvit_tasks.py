@@ -48,6 +48,15 @@ def condition_use(pipe, count: int, batch_size: int = 8) -> dict:
     return mt.class_condition_use(pipe.transformer, tokens, labels)
 
 
+def largest_object(frames):
+    """The Shapes evaluator's detection of the largest object in `frames` (uint8 (T, H, W, 3) or a tensor
+    (3, T, H, W) in [-1, 1]); None when it finds no object."""
+    from vidgen.evaluation.shapes_eval import detect_objects
+
+    found = detect_objects(frames)
+    return max(found, key=lambda d: d.area) if found else None
+
+
 def shape_fidelity(pipe, per_shape: int, seed: int = 0) -> dict:
     """Does a shape survive the tokenizer and the transformer? `per_shape` held-out single-object Shapes
     clips of each shape: reconstructed (the tokenizer alone) and predicted from their first frame (FP,
@@ -55,7 +64,6 @@ def shape_fidelity(pipe, per_shape: int, seed: int = 0) -> dict:
     which FP is given), as the Shapes evaluator judges shape: {shape: {"reconstruct" | "predict":
     {"right", "n", "fill" (the evaluator's fill ratio per clip; None = no object found)}}}."""
     from vidgen.data.shapes import SHAPES, ShapesDataset
-    from vidgen.evaluation.shapes_eval import detect_objects
 
     data = ShapesDataset(split="heldout", num_items=40 * per_shape, size=pipe.height, num_frames=pipe.num_frames,
                          max_objects=1, seed=seed)
@@ -72,8 +80,7 @@ def shape_fidelity(pipe, per_shape: int, seed: int = 0) -> dict:
         outputs = {"reconstruct": pipe.reconstruct(frames).frames,
                    "predict": pipe.predict(frames, seed=seed + index, progress=False).frames}
         for name, out in outputs.items():
-            found = detect_objects(out[4:])
-            best = max(found, key=lambda d: d.area) if found else None
+            best = largest_object(out[4:])
             row = report[shape][name]
             row["n"] += 1
             row["right"] += int(best is not None and best.shape == shape)
@@ -88,7 +95,6 @@ def decoder_robustness(pipe, count: int, ratios=(0.1, 0.25, 0.5), seed: int = 3)
     decoded and judged by the Shapes evaluator. {"tokenizer" | f"{ratio} argmax" | f"{ratio} sample":
     {shape: [right, n]}}."""
     from vidgen.data.shapes import SHAPES, ShapesDataset
-    from vidgen.evaluation.shapes_eval import detect_objects
     from vidgen.tasks.commit import encode_tokens
     from vidgen.training.magvit_tokenizer import TokenCorruptor
 
@@ -102,12 +108,10 @@ def decoder_robustness(pipe, count: int, ratios=(0.1, 0.25, 0.5), seed: int = 3)
     shapes = [SHAPES[item["labels"]["shape_id"]] for item in items]
 
     def judge(candidate: torch.Tensor) -> dict[str, list[int]]:
-        out = torch.cat([pipe.tokenizer.decode_indices(candidate[i:i + 8]).float() for i in range(0, count, 8)])
-        frames = ((out.clamp(-1, 1).permute(0, 2, 3, 4, 1).cpu().numpy() + 1) * 127.5).round().clip(0, 255)
+        out = torch.cat([pipe.tokenizer.decode_indices(candidate[i:i + 8]).float().cpu() for i in range(0, count, 8)])
         tally = {shape: [0, 0] for shape in SHAPES}
-        for clip, shape in zip(frames.astype("uint8"), shapes):
-            found = detect_objects(clip)
-            best = max(found, key=lambda d: d.area) if found else None
+        for clip, shape in zip(out, shapes):  # clip: (3, T, H, W) in [-1, 1]
+            best = largest_object(clip)
             tally[shape][0] += int(best is not None and best.shape == shape)
             tally[shape][1] += 1
         return tally

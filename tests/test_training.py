@@ -1195,3 +1195,9 @@ def test_init_grow_spreads_the_blocks_and_keeps_the_function(tmp_path):
         initialise_from(tiny(2, 0), str(tmp_path / "deep"), grow=True)
     with pytest.raises(CheckpointError, match="missing keys"):
         initialise_from(tiny(4, 0), str(tmp_path / "shallow"))
+    # Growth adds blocks only: a part the saved model lacks (here its text projection) is still refused.
+    torch.manual_seed(3)
+    with_text = MaskedTokenTransformer(magvit_transformer_tiny(codebook_size=64, grid=(2, 4, 4), num_classes=4,
+                                                               text_dim=8, depth=4))
+    with pytest.raises(CheckpointError, match="missing keys: .*text_projection"):
+        initialise_from(with_text, str(tmp_path / "shallow"), grow=True)

@@ -330,8 +330,9 @@ class MagvitPipeline:
         Rejects ids out of range, unknown names and classes the model was never trained on."""
         label = self._lookup_class(class_label)
         if label in self.untrained_classes:
-            name = f" ({self.class_names[label]!r})" if label < len(self.class_names) else ""
-            prompt = f"'a {self.class_names[label]}'" if label < len(self.class_names) else "a prompt"
+            named = label < len(self.class_names)
+            name = f" ({self.class_names[label]!r})" if named else ""
+            prompt = f"'a {self.class_names[label]}'" if named else "a prompt"
             raise VidgenError(f"class {label}{name} was held out of the training data of {self.name!r}, so its class "
                               f"embedding is untrained and would give noise; it can generate "
                               f"{self.num_classes - len(self.untrained_classes)} of its {self.num_classes} classes "

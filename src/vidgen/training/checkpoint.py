@@ -246,17 +246,16 @@ def grow_state(state: dict[str, torch.Tensor], model: torch.nn.Module) -> tuple[
         raise CheckpointError(f"train.init_grow: the saved model has {source_depth} blocks, more than this "
                               f"model's {depth}; growth only adds blocks")
     placed = {i: i * depth // source_depth for i in range(source_depth)}
-    grown = {k: v for k, v in own.items() if not _BLOCK_KEY.search(k)}
-    grown.update({k: v for k, v in state.items() if not _BLOCK_KEY.search(k)})
-    for key, value in own.items():
-        if _BLOCK_KEY.search(key):
-            grown[key] = value
+    new_blocks = sorted(set(range(depth)) - set(placed.values()))
+    # Only the added blocks keep the model's fresh weights; everything else comes from the saved state,
+    # so the strict load still reports what the saved model lacks.
+    grown = {k: v for k, v in own.items() if (m := _BLOCK_KEY.search(k)) and int(m.group(2)) in new_blocks}
     for key, value in state.items():
         match = _BLOCK_KEY.search(key)
         if match:
             start, end = match.span(2)
-            grown[key[:start] + str(placed[int(match.group(2))]) + key[end:]] = value
-    new_blocks = sorted(set(range(depth)) - set(placed.values()))
+            key = key[:start] + str(placed[int(match.group(2))]) + key[end:]
+        grown[key] = value
     return grown, new_blocks
 
 

@@ -209,17 +209,16 @@ class TokenCorruptor:
 
 
 class _DecodeTokens(nn.Module):
-    """`model(video)` as the VQ objective calls it, but decoding `tokens` instead of the clip's own
-    (the quantizer output of the clip is still returned for its logged terms)."""
+    """`model(video)` as the VQ objective calls it, but decoding `tokens` instead of the clip's own;
+    returns the clip's quantizer output `q` (computed once, by the caller) for its logged terms."""
 
-    def __init__(self, model: nn.Module, tokens: torch.Tensor):
+    def __init__(self, model: nn.Module, tokens: torch.Tensor, q: Any):
         super().__init__()
-        self.model, self.tokens = model, tokens
+        self.model, self.tokens, self.q = model, tokens, q
 
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        q = self.model.quantize(self.model.encode_latents(video))
-        codes = self.model.quantizer.indices_to_codes(self.tokens).to(q.quantized.dtype)
-        return self.model.decode_codes(codes), q
+        codes = self.model.quantizer.indices_to_codes(self.tokens).to(self.q.quantized.dtype)
+        return self.model.decode_codes(codes), self.q
 
     def last_layer_weight(self) -> torch.Tensor:
         return self.model.last_layer_weight()
@@ -244,8 +243,10 @@ class TokenizerObjective(nn.Module):
             video = pick_frames(video, self.frames_per_clip, generator)
         if self.corruptor is not None and training:
             class_ids = batch.get("class_id") if isinstance(batch, dict) else None
-            tokens = self.corruptor(model.encode(video), class_ids, generator)
-            return self.vq(_DecodeTokens(model, tokens), video, generator)
+            with torch.no_grad():  # the encoder and codebook are frozen (train_decoder_only)
+                q = model.quantize(model.encode_latents(video))
+            tokens = self.corruptor(q.indices, class_ids, generator)
+            return self.vq(_DecodeTokens(model, tokens, q), video, generator)
         return self.vq(model, video, generator)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
