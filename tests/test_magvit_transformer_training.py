@@ -187,7 +187,11 @@ def tokenizer_dir(tmp_path_factory):
 
 
 def smoke_args(tokenizer_dir) -> list[str]:
-    return ["--set", f"condition.tokenizer=\"{tokenizer_dir}\"", "--no-progress"]
+    # CG samples: class 16 (trained) plus a held-out Shapes triple, which no training clip has (must be skipped).
+    from vidgen.data.shapes import HELDOUT_TRIPLES, class_id
+
+    return ["--set", f"condition.tokenizer=\"{tokenizer_dir}\"",
+            "--set", f"sample.class_labels=[16, {class_id(*HELDOUT_TRIPLES[0])}]", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +242,8 @@ def test_smoke_recipe_logs_parts_and_exports_a_pipeline_folder(smoke_run, tokeni
     # The tokenizer is the exact one the tokens were cached with.
     assert (pipeline / "tokenizer" / "model.safetensors").read_bytes() == \
         (tokenizer_dir / "model.safetensors").read_bytes()
-    names = sorted(p.name for p in (smoke_run / "samples").iterdir())
-    assert names == ["step_0000004_CG_class0.gif", "step_0000004_FP.gif", "step_0000004_T2V_00.gif"]
+    names = sorted(p.name for p in (smoke_run / "samples").iterdir())  # the untrained class is skipped
+    assert names == ["step_0000004_CG_class16.gif", "step_0000004_FP.gif", "step_0000004_T2V_00.gif"]
 
     from vidgen.pipelines.magvit import MagvitPipeline
 

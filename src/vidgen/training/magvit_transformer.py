@@ -378,12 +378,19 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
                                           generator=generator, **conditioning)
         return tokenizer.decode_indices(tokens).float().cpu()  # (B, 3, T, H, W)
 
+    # CG sample classes: untrained ones would only show noise (the exported pipeline refuses them).
+    sample_labels = [c % model.config.num_classes for c in sample.class_labels] if model.config.num_classes else []
+    skipped = sorted(set(sample_labels) & set(settings["untrained_classes"]))
+    if skipped:
+        print(f"sample.class_labels: skipping {skipped}, classes no training clip has")
+        sample_labels = [c for c in sample_labels if c not in skipped]
+
     def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:
         generator = torch.Generator(device).manual_seed(sample.seed)
         prefix = samples_dir / f"step_{step:07d}"
         trained = {t.abbreviation for t in tasks}
-        if "CG" in trained and model.config.num_classes:
-            labels = torch.tensor([c % model.config.num_classes for c in sample.class_labels], device=device)
+        if "CG" in trained and sample_labels:
+            labels = torch.tensor(sample_labels, device=device)
             for label, video in zip(labels.tolist(), decode(model, "CG", generator, class_labels=labels)):
                 _write_clip(Path(f"{prefix}_CG_class{label}.{sample.format}"), video, cache.fps)
         if "T2V" in trained and sample_text is not None:
