@@ -147,8 +147,8 @@ class SampleOptions:
     pixel_guidance, pixel_temperature, pixel_choice_temperature: the same for the tasks given pixels (FP,
         FI, OP*, IP*, CFP); unset = the model-wide value. Temperature 0 (the most likely token) scores
         closest to the true clip (docs/benchmarks.md, "MAGVIT tasks").
-    class_labels: CG samples; prompts: T2V samples; tasks: pixel tasks sampled on the first held-out
-        clip (written as target | sample).
+    class_labels: CG samples (classes no training clip has are skipped: untrained); prompts: T2V
+        samples; tasks: pixel tasks sampled on the first held-out clip (written as target | sample).
     """
 
     steps: int = 12
@@ -382,7 +382,7 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
     sample_labels = [c % model.config.num_classes for c in sample.class_labels] if model.config.num_classes else []
     skipped = sorted(set(sample_labels) & set(settings["untrained_classes"]))
     if skipped:
-        print(f"sample.class_labels: skipping {skipped}, classes no training clip has")
+        context.log(f"sample.class_labels: skipping {skipped}, classes no training clip has")
         sample_labels = [c for c in sample_labels if c not in skipped]
 
     def sample_fn(model: nn.Module, step: int, samples_dir: Path) -> None:
