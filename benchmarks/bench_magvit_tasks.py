@@ -152,6 +152,8 @@ def main() -> None:
                         help="token sampling temperature of the pixel tasks (default: the model's; 0 = argmax)")
     parser.add_argument("--choice-temperature", type=float, default=None,
                         help="Gumbel noise scale of the unmasking order (default: the model's, 4.5; pixel tasks keep a pixel_choice_temperature)")
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="nucleus sampling of CG and T2V (default: the model's, pipeline.json; 1 = off)")
     parser.add_argument("--seed", type=int, default=0, help="generation seed of the first clip (default 0)")
     parser.add_argument("--data-seed", type=int, default=0, help="dataset seed of the held-out clips (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
@@ -166,9 +168,9 @@ def main() -> None:
 
     started = time.perf_counter()
     pipe = load_pipeline(args.model, device=args.device, **({"bf16": False} if args.fp32 else {}))
-    # Temperature overrides go through the pipeline's settings, which every task call reads by default.
+    # Temperature and top-p overrides go through the pipeline's settings, which every task call reads by default.
     for key, value in (("temperature", args.temperature), ("pixel_temperature", args.pixel_temperature),
-                       ("choice_temperature", args.choice_temperature)):
+                       ("choice_temperature", args.choice_temperature), ("top_p", args.top_p)):
         if value is not None:
             pipe.settings[key] = value
     print(f"model {args.model}: {pipe!r}; torch {torch.__version__}, {args.threads} threads, "
@@ -180,6 +182,7 @@ def main() -> None:
               "temperature": pipe.decoding_default(get_task("T2V"), "temperature"),
               "pixel_temperature": pipe.decoding_default(get_task("FP"), "temperature"),
               "choice_temperature": pipe.decoding_default(get_task("T2V"), "choice_temperature"),
+              "top_p": pipe.decoding_default(get_task("T2V"), "top_p"),
               "torch": torch.__version__}
     if args.condition_use:
         report["condition_use"] = condition_use(pipe, args.condition_use)

@@ -62,13 +62,16 @@ def test_temperature_option_reaches_the_decoder(folder, video, tmp_path, capsys)
     """--temperature 0 (the most likely token) decodes another clip than the default sampling (same seed),
     and the output line reports the temperature used."""
     outputs = {}
-    for name, extra in (("sampled", []), ("argmax", ["--temperature", 0])):
+    for name, extra, said in (("sampled", [], "temperature 1, top-p 1,"),
+                              ("argmax", ["--temperature", 0], "temperature 0, top-p 1,"),
+                              ("nucleus", ["--top-p", 0.2], "temperature 1, top-p 0.2,")):
         code, out, err = run(["outpaint", video, "--model", folder, "-o", tmp_path / f"{name}.mkv", "--seed", 4,
                               "--no-progress", *extra], capsys)
         assert code == 0, err
-        assert f"temperature {0 if extra else 1}," in out
+        assert said in out, out
         outputs[name] = read_video(tmp_path / f"{name}.mkv").frames
     assert not np.array_equal(outputs["sampled"], outputs["argmax"])
+    assert not np.array_equal(outputs["sampled"], outputs["nucleus"])
 
 
 def test_generate_class_with_magvit_and_refused_for_text_models(folder, tmp_path, capsys):
@@ -80,6 +83,13 @@ def test_generate_class_with_magvit_and_refused_for_text_models(folder, tmp_path
     code, _, err = run(["generate", "--class", "1", "--model", folder, "-o", tmp_path / "id.mp4", "--no-progress"],
                        capsys)
     assert code == 0, err
+    code, _, err = run(["generate", "--class", "1", "--model", folder, "-o", tmp_path / "id.mkv", "--no-progress",
+                        "--top-p", "0.2"], capsys)
+    assert code == 0, err
+    code, _, err = run(["generate", "--class", "1", "--model", folder, "-o", tmp_path / "same.mkv",
+                        "--no-progress"], capsys)
+    assert code == 0, err
+    assert not np.array_equal(read_video(tmp_path / "id.mkv").frames, read_video(tmp_path / "same.mkv").frames)
 
     cog = tmp_path / "cog"
     cog.mkdir()
@@ -98,6 +108,8 @@ def test_cli_errors_are_one_clear_line(folder, video, tmp_path, capsys):
         (["outpaint", video, "--steps", 0, *base], "steps=0 must be an integer in 1..32"),
         (["inpaint", video, "--guidance", -1, *base], "guidance=-1.0 must be a number in [0, 50]"),
         (["interpolate", video, "--temperature", -1, *base], "temperature=-1.0 must be a number in [0, 10]"),
+        (["predict", video, "--top-p", 0, *base], "top_p=0.0 must be a number in (0, 1]"),
+        (["generate", "--class", "0", "--top-p", "1.5", *base], "top_p=1.5 must be a number in (0, 1]"),
         (["predict", video, "--class", "purple hexagon", *base], "unknown class 'purple hexagon'"),
         (["outpaint", video, "-o", tmp_path / "x.avi", "--model", folder], "output 'x.avi': use one of"),
         (["generate", "--class", "0", "a prompt", *base], "give a PROMPT or --class, not both"),

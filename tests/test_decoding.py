@@ -174,6 +174,56 @@ def test_decoding_rejects_bad_arguments():
                                  class_labels=torch.tensor([0, 1, 2]))
     with pytest.raises(VidgenError, match="temperature=-1"):
         sample_logits(torch.zeros(2, K), -1, None)
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(VidgenError, match=rf"top_p={bad} must be in \(0, 1\]"):
+            sample_logits(torch.zeros(2, K), 1.0, None, top_p=bad)
+        with pytest.raises(VidgenError, match="top_p="):
+            decode_nonautoregressive(model, top_p=bad)  # before the first forward pass
+        with pytest.raises(VidgenError, match="top_p="):
+            decode_autoregressive(model, top_p=bad)
+    assert not model.calls
+
+
+def test_top_p_draws_only_from_the_nucleus_in_proportion():
+    """Nucleus sampling: tokens outside the smallest set holding top_p are never drawn, the ones inside
+    keep their relative odds; top_p = 1 is plain sampling, draw for draw."""
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05] + [0.0] * (K - 4)) * 0.96 + 0.04 / K  # a smoothed floor
+    logits = probs.log().expand(20000, K)
+    draws = sample_logits(logits, 1.0, torch.Generator().manual_seed(0), top_p=0.75)
+    counts = torch.bincount(draws, minlength=K).float() / len(draws)
+    # 0.48 + 0.288 >= 0.75: the two most likely tokens only, in the ratio 0.5 : 0.3.
+    assert counts[2:].sum() == 0, counts
+    assert abs(counts[0] - 0.625) < 0.015 and abs(counts[1] - 0.375) < 0.015, counts[:2]
+    # Without the nucleus the floor is drawn (4% of the mass over 12 other tokens + tokens 2, 3).
+    plain = sample_logits(logits, 1.0, torch.Generator().manual_seed(0))
+    assert (plain >= 4).float().mean() > 0.02
+    assert torch.equal(plain, sample_logits(logits, 1.0, torch.Generator().manual_seed(0), top_p=1.0))
+    # A temperature is applied before the nucleus is taken: at T = 2 (odds ~ sqrt p) tokens 0-3 hold
+    # 0.28 + 0.22 + 0.16 + 0.09 and the floor 0.25, so 0.7 needs four tokens.
+    hot = sample_logits(logits, 2.0, torch.Generator().manual_seed(0), top_p=0.7)
+    assert set(hot.unique().tolist()) == {0, 1, 2, 3}
+    # The most likely token is always kept, however small top_p is; temperature 0 ignores top_p.
+    assert set(sample_logits(logits[:50], 1.0, torch.Generator().manual_seed(1), top_p=1e-6).tolist()) == {0}
+    assert torch.equal(sample_logits(logits[:5], 0.0, None, top_p=0.3), torch.zeros(5, dtype=torch.long))
+
+
+def test_top_p_reaches_every_decoding_draw():
+    """decode_nonautoregressive / decode_autoregressive pass top_p to each sample: a model whose every
+    position puts 0.9 on its target and spreads the rest over other codes decodes exactly the target
+    with top_p 0.85, and not without it."""
+
+    class Spread(TargetModel):
+        def forward(self, tokens, **kwargs):
+            logits = super().forward(tokens, **kwargs)
+            return torch.where(logits > 0, torch.tensor(math.log(0.9)), torch.tensor(math.log(0.1 / (K - 1))))
+
+    target = _target()
+    for decode in (lambda m, **kw: decode_nonautoregressive(m, task="CG", batch_size=2, num_steps=4, **kw),
+                   lambda m, **kw: decode_autoregressive(m, task="CG", batch_size=2, **kw)):
+        nucleus = decode(Spread(target), top_p=0.85, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(nucleus, target)
+        plain = decode(Spread(target), generator=torch.Generator().manual_seed(0))
+        assert not torch.equal(plain, target)
 
 
 # ----------------------------------------------------------------------------- autoregressive baseline

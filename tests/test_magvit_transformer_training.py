@@ -222,6 +222,7 @@ def test_smoke_recipe_logs_parts_and_exports_a_pipeline_folder(smoke_run, tokeni
     # Decoding defaults: CG / T2V sample, the pixel tasks take the most likely token ([sample] defaults).
     assert (settings["temperature"], settings["pixel_temperature"], settings["pixel_guidance"]) == (1.0, 0.0, 1.0)
     assert "pixel_choice_temperature" not in settings  # unset in the recipe: the model-wide value applies
+    assert settings["top_p"] == 0.8 and "pixel_top_p" not in settings
     assert len(settings["class_names"]) == 82 and settings["class_names"][75] == "digit 3"
     # Classes no training clip had are listed (their embeddings are untrained): all 16 held-out Shapes
     # triples at least, and none that a training item carries.
@@ -284,6 +285,8 @@ def test_recipe_errors_name_the_allowed_values(tmp_path):
         load_recipe("magvit-shapes-transformer-smoke", ["sample.tasks=[\"CG\"]"])
     with pytest.raises(VidgenError, match=r"sample.guidance, .*pixel_temperature.* >= 0; got steps = 2, pixel_temperature = -0.5"):
         load_recipe("magvit-shapes-transformer-smoke", ["sample.pixel_temperature=-0.5"])
+    with pytest.raises(VidgenError, match=r"sample.top_p = 0.0, sample.pixel_top_p = 1.5: expected a number in \(0, 1\]"):
+        load_recipe("magvit-shapes-transformer-smoke", ["sample.top_p=0.0", "sample.pixel_top_p=1.5"])
     from vidgen.training.magvit_transformer import _resolve_tokenizer
 
     with pytest.raises(VidgenError, match="condition.tokenizer = .* is not a MagvitVQ folder"):

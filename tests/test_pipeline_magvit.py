@@ -203,6 +203,38 @@ def test_sampling_temperature_defaults_per_task_and_overrides(folder, tmp_path):
             argmax.generate_class(0, temperature=bad, progress=False)
 
 
+def test_top_p_defaults_per_task_and_overrides(folder, tmp_path):
+    """pipeline.json's `top_p` (nucleus sampling) decodes the class- and text-conditioned tasks and
+    `pixel_top_p` the tasks given pixels; absent = 1 (off, the same clip bit for bit); a call's top_p= wins;
+    bad values are refused at load or before any work."""
+    frames = clip()
+    plain = load_pipeline(folder, device="cpu", text_encoder=StubTextEncoder())  # no top_p keys
+    nucleus = load_pipeline(make_magvit_folder(tmp_path / "nucleus", top_p=0.5, pixel_top_p=1.0, pixel_temperature=1.0),
+                            device="cpu", text_encoder=StubTextEncoder())
+    assert plain.generate_class(1, seed=2, progress=False).info["top_p"] == 1.0
+    cg = nucleus.generate_class(1, seed=2, progress=False)
+    assert cg.info["top_p"] == 0.5
+    assert not torch.equal(cg.tensor, plain.generate_class(1, seed=2, progress=False).tensor)
+    assert torch.equal(cg.tensor, plain.generate_class(1, seed=2, progress=False, top_p=0.5).tensor)
+    assert torch.equal(nucleus.generate_class(1, seed=2, progress=False, top_p=1.0).tensor,
+                       plain.generate_class(1, seed=2, progress=False).tensor)
+    assert nucleus("a red circle moving left", seed=2, progress=False).info["top_p"] == 0.5
+    assert nucleus("a red circle moving left", seed=2, progress=False, top_p=0.8).info["top_p"] == 0.8
+    predicted = nucleus.predict(frames, seed=3, progress=False)
+    assert predicted.info["top_p"] == 1.0  # pixel_top_p
+    assert torch.equal(predicted.tensor, plain.predict(frames, seed=3, progress=False).tensor)
+    assert nucleus.inpaint(frames, "central", seed=3, progress=False, top_p=0.3).info["top_p"] == 0.3
+    for key, bad in (("top_p", 0.0), ("top_p", 1.5), ("pixel_top_p", -0.2), ("top_p", "most")):
+        broken = make_magvit_folder(tmp_path / f"bad-{key}-{bad}", **{key: bad})
+        with pytest.raises(CheckpointError, match=f"pipeline.json: {key} = "):
+            load_pipeline(broken, device="cpu", text_encoder=StubTextEncoder())
+    for bad in (0, -0.5, 1.01, float("nan"), "all", True):
+        with pytest.raises(VidgenError, match=r"top_p=.* must be a number in \(0, 1\]"):
+            nucleus.predict(frames, seed=0, top_p=bad, progress=False)
+        with pytest.raises(VidgenError, match="top_p="):
+            nucleus.generate_class(0, top_p=bad, progress=False)
+
+
 def test_condition_pixels_are_kept_exactly(pipe):
     frames = clip()
     # predict: frame 0 is the input's frame 0, byte for byte after writing uint8 frames.

@@ -94,6 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--temperature", type=float, default=None,
                             help="token sampling temperature (default: the model's, 0 for magvit-shapes: the most "
                             "likely token; 1 samples the model's distribution for more varied results)")
+        parser.add_argument("--top-p", type=float, default=None,
+                            help="nucleus sampling: draw only from the most likely tokens holding this much "
+                            "probability (default: the model's; 1 = off; no effect at temperature 0)")
         parser.add_argument("--start", type=float, default=0.0, help="seconds of VIDEO to skip (default: 0)")
         parser.add_argument("--fps", type=float, default=None, help="frames per second of the written file "
                             "(default: the model's)")
@@ -128,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         raise VidgenError(f"model {args.model!r} ({type(pipe).__name__}) cannot {args.task}: use a MAGVIT model "
                           f"such as {DEFAULT_MODEL} (`vidgen models` lists each model's tasks)")
     options = {"seed": args.seed, "num_inference_steps": args.steps, "guidance_scale": args.guidance,
-               "temperature": args.temperature, "start": args.start, "keep_condition": not args.no_keep_condition,
+               "temperature": args.temperature, "top_p": args.top_p, "start": args.start, "keep_condition": not args.no_keep_condition,
                "progress": not args.no_progress}
     if args.task in ("outpaint", "inpaint"):
         options.update(mode=args.mode, pad=args.pad)
@@ -138,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     info = video.info
     what = f"{info['task']} ({info['mode']}" + (f", class {info['class_name']!r}" if "class_name" in info else "") + ")"
     save_outputs(video, outputs, args.fps, f"{what}, seed {info['seed']}, {info['steps']} steps, "
-                 f"guidance {info['guidance_scale']:g}, temperature {info['temperature']:g}, "
+                 f"guidance {info['guidance_scale']:g}, temperature {info['temperature']:g}, top-p {info['top_p']:g}, "
                  f"{info['seconds']:.2f} s")
     if info.get("frames_note"):
         print(f"note: {info['frames_note']}")

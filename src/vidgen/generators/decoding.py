@@ -7,7 +7,7 @@ when there is no condition:
     elsewhere [MASK]
     for k = 0 .. K-1:
         logits = model(input)                                  (guided: uncond + s (cond - uncond))
-        sample a token at every masked position                (temperature)
+        sample a token at every masked position                (temperature, optional nucleus top_p)
         confidence = log p(sampled) + choice_temperature (1 - (k+1)/K) Gumbel(0, 1)
         keep the most confident; the floor(gamma((k+1)/K) N) least confident masked positions are
         masked again (at least one position is decided per step)
@@ -54,16 +54,36 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None, devi
     return -torch.log(-torch.log(u))
 
 
-def sample_logits(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
+def _check_sampling(temperature: float, top_p: float) -> None:
+    """Fail before the first forward pass, not after it."""
+    if temperature < 0:
+        raise VidgenError(f"temperature={temperature} must be >= 0")
+    if not 0 < top_p <= 1:
+        raise VidgenError(f"top_p={top_p} must be in (0, 1] (1 = off)")
+
+
+def sample_logits(logits: torch.Tensor, temperature: float, generator: torch.Generator | None,
+                  top_p: float = 1.0) -> torch.Tensor:
     """`(..., K)` logits -> `(...)` sampled indices; temperature 0 = argmax.
 
     Gumbel-max sampling: argmax(logits / T + Gumbel) is a draw from softmax(logits / T).
+    top_p < 1: nucleus sampling, drawing only from the most likely tokens whose probabilities (at
+    temperature T) first reach top_p. A model trained with label smoothing spreads a floor of
+    probability over the whole codebook (0.1 over 1024 codes: a 10% chance of an arbitrary code at every
+    position); the nucleus cuts that floor (and, the smaller top_p, more of the unlikely tail) while the
+    odds among the tokens kept stay as they are, where a lower temperature would sharpen them all.
     """
-    if temperature < 0:
-        raise VidgenError(f"temperature={temperature} must be >= 0")
+    _check_sampling(temperature, top_p)
     if temperature == 0:
         return logits.argmax(-1)
-    return (logits / temperature + gumbel_noise(tuple(logits.shape), generator, logits.device)).argmax(-1)
+    logits = logits / temperature
+    if top_p < 1:
+        probs = logits.float().softmax(-1)
+        sorted_probs, order = probs.sort(-1, descending=True)
+        # A token stays if the tokens more likely than it hold less than top_p (the first always stays).
+        outside = (sorted_probs.cumsum(-1) - sorted_probs) >= top_p
+        logits = logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), float("-inf"))
+    return (logits + gumbel_noise(tuple(logits.shape), generator, logits.device)).argmax(-1)
 
 
 # ----------------------------------------------------------------------------- conditioning
@@ -149,7 +169,7 @@ def decode_nonautoregressive(model: Any, *, task: Any = "CG", batch_size: int | 
                              text_mask: torch.Tensor | None = None, condition_tokens: torch.Tensor | None = None,
                              condition_mask: torch.Tensor | None = None, refine_condition: bool = True,
                              num_steps: int = 12, temperature: float = 1.0, choice_temperature: float = 4.5,
-                             guidance_scale: float = 1.0, schedule: str = "cosine",
+                             guidance_scale: float = 1.0, schedule: str = "cosine", top_p: float = 1.0,
                              generator: torch.Generator | None = None,
                              callback: Callback | None = None) -> torch.Tensor:
     """MAGVIT / MaskGIT iterative decoding (module docstring). Returns tokens `(B, t, h, w)`.
@@ -159,13 +179,16 @@ def decode_nonautoregressive(model: Any, *, task: Any = "CG", batch_size: int | 
     condition_tokens / condition_mask: `(B, t, h, w)` z~ and the condition region (`prepare_condition`).
     refine_condition: COMMIT (True: condition tokens are starting points the model refines) or fixed
         condition tokens (False).
-    temperature: sampling temperature (0 = argmax); choice_temperature: scale of the Gumbel noise
-        added to the confidences, annealed linearly to 0 (MaskGIT / MAGVIT use 4.5).
+    temperature: sampling temperature (0 = argmax); top_p: nucleus sampling (1 = off, `sample_logits`);
+        choice_temperature: scale of the Gumbel noise added to the confidences, annealed linearly to 0
+        (MaskGIT / MAGVIT use 4.5). A sampled token's confidence is its log-probability under the whole
+        (guided) distribution.
     guidance_scale: classifier-free guidance s (1 = off; logits = uncond + s (cond - uncond)).
     callback(step, info): info has "inputs" (B, N), "sampled" (B, N), "masked" (B, N) after the step.
     """
     if num_steps < 1:
         raise VidgenError(f"num_steps={num_steps} must be >= 1")
+    _check_sampling(temperature, top_p)
     device = _model_device(model)
     c = _prepare(model, batch_size, task, class_labels, text, text_mask, condition_tokens, condition_mask, device)
     b, n = c["batch_size"], c["n"]
@@ -180,7 +203,7 @@ def decode_nonautoregressive(model: Any, *, task: Any = "CG", batch_size: int | 
         # The unconditional input never sees the condition: [MASK] at masked and at fixed condition positions.
         uncond_inputs = torch.where(masked | fixed, torch.full_like(tokens, mask_id), tokens)
         logits = _guided_logits(model, inputs, refine, uncond_inputs, c, guidance_scale)  # (B, N, K)
-        sampled = torch.where(masked, sample_logits(logits, temperature, generator), tokens)
+        sampled = torch.where(masked, sample_logits(logits, temperature, generator, top_p), tokens)
         if step == num_steps - 1:
             masked = torch.zeros_like(masked)
         else:
@@ -210,7 +233,7 @@ def decode_autoregressive(model: Any, *, task: Any = "CG", batch_size: int | Non
                           class_labels: torch.Tensor | None = None, text: torch.Tensor | None = None,
                           text_mask: torch.Tensor | None = None, condition_tokens: torch.Tensor | None = None,
                           condition_mask: torch.Tensor | None = None, refine_condition: bool = True,
-                          temperature: float = 1.0, guidance_scale: float = 1.0,
+                          temperature: float = 1.0, guidance_scale: float = 1.0, top_p: float = 1.0,
                           generator: torch.Generator | None = None, max_tokens: int | None = None,
                           callback: Callback | None = None) -> torch.Tensor:
     """One token per forward pass, raster order (module docstring). Returns tokens `(B, t, h, w)`.
@@ -219,6 +242,7 @@ def decode_autoregressive(model: Any, *, task: Any = "CG", batch_size: int | Non
     timing a prefix; the rest stay [MASK] = `mask_token_id`). callback(i, info) gets "inputs" and
     "position" after each decoded position.
     """
+    _check_sampling(temperature, top_p)
     device = _model_device(model)
     c = _prepare(model, batch_size, task, class_labels, text, text_mask, condition_tokens, condition_mask, device)
     n = c["n"]
@@ -238,7 +262,7 @@ def decode_autoregressive(model: Any, *, task: Any = "CG", batch_size: int | Non
         inputs, refine = commit_inputs(tokens, masked, mask_id, c["cond_tokens"], commit_mask)
         uncond_inputs = torch.where(masked | fixed, torch.full_like(tokens, mask_id), tokens)
         logits = _guided_logits(model, inputs, refine, uncond_inputs, c, guidance_scale)
-        choice = sample_logits(logits[:, i], temperature, generator)  # (B,)
+        choice = sample_logits(logits[:, i], temperature, generator, top_p)  # (B,)
         tokens[:, i] = torch.where(undecided[:, i], choice, tokens[:, i])
         decoded += 1
         if callback is not None:

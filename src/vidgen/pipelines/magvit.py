@@ -25,10 +25,11 @@ A pipeline folder (bundled or local) holds
 `pipeline.json` keys: `_class_name` ("MagvitPipeline"), `system`, `text_encoder` ("minilm" or a folder
 relative to the pipeline folder), `text_max_length`, `num_frames`, `height`, `width`, `fps`,
 `default_steps`, `default_guidance`, `choice_temperature`, optionally `temperature` (token sampling,
-default 1; 0 = the most likely token), `pixel_guidance`, `pixel_temperature` and
-`pixel_choice_temperature` (the same three for the tasks given pixels: predict, interpolate, outpaint,
-inpaint; each defaults to the model-wide one; magvit-shapes sets `pixel_temperature = 0`, the most
-likely tokens, which score far closer to the true clip) and `condition_frames`
+default 1; 0 = the most likely token), `top_p` (nucleus sampling, default 1 = off; magvit-shapes: 0.8),
+`pixel_guidance`, `pixel_temperature`, `pixel_choice_temperature` and `pixel_top_p` (the same four for
+the tasks given pixels: predict, interpolate, outpaint, inpaint; each defaults to the model-wide one;
+magvit-shapes sets `pixel_temperature = 0`, the most likely tokens, which score far closer to the true
+clip) and `condition_frames`
 (frames given to predict / kept at each end by interpolate, default 1),
 `class_names` (one per class id), `tasks` ({task: [modes]}, see `TASK_MODES`), `recipe`, `description`.
 
@@ -78,7 +79,7 @@ MAX_TEMPERATURE = 10.0  # token sampling: beyond this the choice is near-uniform
 # Decoding settings with a model-wide default in pipeline.json (key, value when absent); `pixel_<name>`
 # overrides one for the tasks given pixels (`MagvitPipeline.decoding_default`).
 DECODING_KEYS = {"guidance": ("default_guidance", 1.0), "temperature": ("temperature", 1.0),
-                 "choice_temperature": ("choice_temperature", 4.5)}
+                 "choice_temperature": ("choice_temperature", 4.5), "top_p": ("top_p", 1.0)}
 
 TASK_MODES = USER_TASK_MODES  # (task, mode) -> registry task; defined with the tasks
 # Other spellings users (and the web app's defaults) may use for a mode.
@@ -89,9 +90,9 @@ Callback = Callable[[dict], None]
 
 
 def decoding_default(settings: Mapping[str, Any], spec: Task, name: str) -> float:
-    """pipeline.json's default `name` ("guidance", "temperature" or "choice_temperature") for a task:
+    """pipeline.json's default `name` ("guidance", "temperature", "choice_temperature" or "top_p") for a task:
     `pixel_<name>` for the tasks given pixels when `settings` sets it, else the model-wide value
-    (`default_guidance`, `temperature`, `choice_temperature`; `DECODING_KEYS` when absent)."""
+    (`default_guidance`, `temperature`, `choice_temperature`, `top_p`; `DECODING_KEYS` when absent)."""
     key, fallback = DECODING_KEYS[name]
     value = settings.get(key)
     value = fallback if value is None else value
@@ -187,6 +188,8 @@ class MagvitPipeline:
                 if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
                         or value < 0:
                     raise CheckpointError(f"pipeline.json: {setting} = {value!r} must be a number >= 0")
+                if name == "top_p" and not 0 < value <= 1:
+                    raise CheckpointError(f"pipeline.json: {setting} = {value!r} must be in (0, 1] (1 = off)")
 
     def _check_components(self) -> None:
         """The tokenizer and the transformer must agree on the codebook and on the token grid."""
@@ -381,6 +384,17 @@ class MagvitPipeline:
                               "(0 = always the most likely token, 1 = sample the model's distribution)")
         return float(temperature)
 
+    def sampling_top_p(self, spec: Task, top_p: Any = None) -> float:
+        """The nucleus of a call: `top_p` if given, else pipeline.json's default for the task
+        (`decoding_default`). 1 = off (sample from every token)."""
+        if top_p is None:
+            top_p = self.decoding_default(spec, "top_p")
+        if (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not math.isfinite(top_p)
+                or not 0 < top_p <= 1):
+            raise VidgenError(f"top_p={top_p!r} must be a number in (0, 1] (nucleus sampling: draw only from the "
+                              "most likely tokens holding this much probability; 1 = off)")
+        return float(top_p)
+
     def _steps_and_guidance(self, steps: Any, guidance: Any, spec: Task) -> tuple[int, float]:
         steps = self.default_steps if steps is None else steps
         guidance = self.decoding_default(spec, "guidance") if guidance is None else guidance
@@ -516,13 +530,14 @@ class MagvitPipeline:
     def _generate(self, task: str, mode: str, spec: Task, *, video: torch.Tensor | None = None,
                   class_label: int | None = None, prompt: str | None = None, seed: int = 0,
                   steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
-                  keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
-                  info: dict | None = None) -> GeneratedVideo:
+                  top_p: float | None = None, keep_condition: bool = True, progress: bool = True,
+                  callback: Callback | None = None, info: dict | None = None) -> GeneratedVideo:
         """Decode one clip for the registry task `spec` (condition already validated)."""
         from tqdm.auto import tqdm
 
         steps, guidance = self._steps_and_guidance(steps, guidance, spec)
         temperature = self.sampling_temperature(spec, temperature)
+        top_p = self.sampling_top_p(spec, top_p)
         choice_temperature = self.decoding_default(spec, "choice_temperature")
         seed = self._check_seed(seed)
         started = time.perf_counter()
@@ -556,7 +571,7 @@ class MagvitPipeline:
                     self.transformer, task=spec, class_labels=labels, text=text, text_mask=text_mask,
                     condition_tokens=None if condition is None else condition.tokens,
                     condition_mask=None if condition is None else condition.mask,
-                    num_steps=steps, temperature=temperature,
+                    num_steps=steps, temperature=temperature, top_p=top_p,
                     choice_temperature=choice_temperature,
                     guidance_scale=guidance, generator=generator, callback=on_step)  # (1, t, h, w)
         finally:
@@ -567,7 +582,7 @@ class MagvitPipeline:
             out = torch.where(keep, video.cpu(), out)
         record = {"task": task, "mode": mode, "abbreviation": spec.abbreviation, "model": self.name,
                   "seed": seed, "steps": steps, "guidance_scale": guidance, "temperature": temperature,
-                  "choice_temperature": choice_temperature, **(info or {}),
+                  "top_p": top_p, "choice_temperature": choice_temperature, **(info or {}),
                   "seconds": round(time.perf_counter() - started, 3)}
         if condition is not None:  # the given pixels (T, H, W), True = kept: a dynamic region's draw included
             record["region"] = condition.pixel_mask[0].cpu()
@@ -579,9 +594,9 @@ class MagvitPipeline:
 
     def _video_task(self, task: str, mode: str | None, video: Any, *, class_label: int | str | None = None,
                     seed: int = 0, num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                    temperature: float | None = None, pad: bool = False, start: float = 0.0,
-                    keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
-                    region: Any = None) -> GeneratedVideo:
+                    temperature: float | None = None, top_p: float | None = None, pad: bool = False,
+                    start: float = 0.0, keep_condition: bool = True, progress: bool = True,
+                    callback: Callback | None = None, region: Any = None) -> GeneratedVideo:
         task, mode, spec = self.resolve_task(task, mode)
         if not spec.uses_pixels:
             raise VidgenError(f"{task} takes no video: use pipe(prompt) for text-to-video and "
@@ -595,6 +610,7 @@ class MagvitPipeline:
         # Cheap checks before reading the video.
         self._steps_and_guidance(num_inference_steps, guidance_scale, spec)
         self.sampling_temperature(spec, temperature)
+        self.sampling_top_p(spec, top_p)
         self._check_seed(seed)
         frames = self.load_video(video, start=start)
         given = frames.shape[1]
@@ -604,7 +620,8 @@ class MagvitPipeline:
         info = {"input_frames": given, **({"frames_note": note} if note else {})}
         return self._generate(task, mode, spec, video=frames, class_label=label, seed=seed,
                               steps=num_inference_steps, guidance=guidance_scale, temperature=temperature,
-                              keep_condition=keep_condition, progress=progress, callback=callback, info=info)
+                              top_p=top_p, keep_condition=keep_condition, progress=progress, callback=callback,
+                              info=info)
 
     # ------------------------------------------------------------------ the tasks
 
@@ -612,15 +629,17 @@ class MagvitPipeline:
                  guidance_scale: float | None = None, negative_prompt: str | None = None,
                  num_frames: int | None = None, height: int | None = None, width: int | None = None,
                  progress: bool = True, callback: Callback | None = None,
-                 temperature: float | None = None) -> GeneratedVideo:
+                 temperature: float | None = None, top_p: float | None = None) -> GeneratedVideo:
         """Text-to-video (T2V). num_frames / height / width: None or the model's own (it takes one size).
         temperature: token sampling temperature (default pipeline.json's `temperature`, 1; 0 = argmax).
+        top_p: nucleus sampling, only the most likely tokens holding this much probability are drawn
+        (default pipeline.json's `top_p`, 0.8 for magvit-shapes; 1 = off).
 
         callback(state) after every decoding step: {"i", "num_steps", "tokens" (1, N), "masked" (int)}.
         """
         self.check_request(prompt, num_frames, height, width, num_inference_steps, guidance_scale, negative_prompt)
         return self._generate("text-to-video", "default", get_task("T2V"), prompt=prompt, seed=seed,
-                              steps=num_inference_steps, guidance=guidance_scale, temperature=temperature,
+                              steps=num_inference_steps, guidance=guidance_scale, temperature=temperature, top_p=top_p,
                               progress=progress, callback=callback, info={"prompt": prompt})
 
     @torch.no_grad()
@@ -638,27 +657,28 @@ class MagvitPipeline:
 
     def generate_class(self, class_label: int | str, seed: int = 0, num_inference_steps: int | None = None,
                        guidance_scale: float | None = None, progress: bool = True,
-                       callback: Callback | None = None, temperature: float | None = None) -> GeneratedVideo:
+                       callback: Callback | None = None, temperature: float | None = None, top_p: float | None = None) -> GeneratedVideo:
         """Class-conditional generation (CG): a class id or name, e.g. "red circle moving right" (not one the model never trained on).
-        temperature as in `__call__`."""
+        temperature, top_p as in `__call__`."""
         label = self.class_id(class_label)
         task, mode, spec = self.resolve_task("class-to-video")
         return self._generate(task, mode, spec, class_label=label, seed=seed, steps=num_inference_steps,
-                              guidance=guidance_scale, temperature=temperature, progress=progress,
+                              guidance=guidance_scale, temperature=temperature, top_p=top_p, progress=progress,
                               callback=callback)
 
     def predict(self, video: Any, seed: int = 0, num_inference_steps: int | None = None,
                 guidance_scale: float | None = None, class_label: int | str | None = None, start: float = 0.0,
                 keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
-                region: Any = None, temperature: float | None = None) -> GeneratedVideo:
+                region: Any = None, temperature: float | None = None, top_p: float | None = None) -> GeneratedVideo:
         """Frame prediction (FP): keep the first frame(s), generate the rest; with `class_label`, the
         class-conditional variant (CFP).
 
         Common arguments of the video tasks: seed (same seed -> same clip, bit for bit, on one machine);
         num_inference_steps (decoding steps K, default pipeline.json's, 12 for magvit-shapes);
         guidance_scale (classifier-free guidance, 1 = off); temperature (token sampling temperature,
-        default pipeline.json's `pixel_temperature`: 0 = the most likely token for magvit-shapes); start
-        (seconds of a video file to skip);
+        default pipeline.json's `pixel_temperature`: 0 = the most likely token for magvit-shapes); top_p
+        (nucleus sampling as in `__call__`; no effect at temperature 0); start (seconds of a video file
+        to skip);
         keep_condition (paste the given pixels back); callback(state) after each step with
         {"i", "num_steps", "tokens", "masked"}; region: a (T, H, W) bool mask of given pixels to use
         instead of the task's own (e.g. a chosen motion for a dynamic mode).
@@ -666,39 +686,39 @@ class MagvitPipeline:
         mode = "class + first frame" if class_label is not None else "first frame"
         return self._video_task("predict", mode, video, class_label=class_label, seed=seed,
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                temperature=temperature, start=start, keep_condition=keep_condition,
+                                temperature=temperature, top_p=top_p, start=start, keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 
     def interpolate(self, video: Any, seed: int = 0, num_inference_steps: int | None = None,
                     guidance_scale: float | None = None, start: float = 0.0, keep_condition: bool = True,
                     progress: bool = True, callback: Callback | None = None, region: Any = None,
-                    temperature: float | None = None) -> GeneratedVideo:
+                    temperature: float | None = None, top_p: float | None = None) -> GeneratedVideo:
         """Frame interpolation (FI): keep the first and last frame(s), generate the frames between."""
         return self._video_task("interpolate", None, video, seed=seed, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, temperature=temperature, start=start,
+                                guidance_scale=guidance_scale, temperature=temperature, top_p=top_p, start=start,
                                 keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 
     def outpaint(self, video: Any, mode: str = "central", seed: int = 0, num_inference_steps: int | None = None,
                  guidance_scale: float | None = None, pad: bool = False, start: float = 0.0,
                  keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
-                 region: Any = None, temperature: float | None = None) -> GeneratedVideo:
+                 region: Any = None, temperature: float | None = None, top_p: float | None = None) -> GeneratedVideo:
         """Outpainting: keep a region of every frame, generate the rest. mode: "central" (the centre box),
         "vertical" (a vertical central strip), "horizontal" (a horizontal one) or "dynamic" (a moving
         half-frame strip whose direction follows the seed)."""
         return self._video_task("outpaint", mode, video, seed=seed, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, temperature=temperature, pad=pad, start=start,
+                                guidance_scale=guidance_scale, temperature=temperature, top_p=top_p, pad=pad, start=start,
                                 keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 
     def inpaint(self, video: Any, mode: str = "central", seed: int = 0, num_inference_steps: int | None = None,
                 guidance_scale: float | None = None, pad: bool = False, start: float = 0.0,
                 keep_condition: bool = True, progress: bool = True, callback: Callback | None = None,
-                region: Any = None, temperature: float | None = None) -> GeneratedVideo:
+                region: Any = None, temperature: float | None = None, top_p: float | None = None) -> GeneratedVideo:
         """Inpainting: regenerate a region of every frame. mode: "central" (the centre box) or "dynamic"
         (a moving box whose direction follows the seed)."""
         return self._video_task("inpaint", mode, video, seed=seed, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, temperature=temperature, pad=pad, start=start,
+                                guidance_scale=guidance_scale, temperature=temperature, top_p=top_p, pad=pad, start=start,
                                 keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 

@@ -144,9 +144,11 @@ class SampleOptions:
 
     steps, guidance, choice_temperature, temperature: `decode_nonautoregressive` settings (MAGVIT:
         12 steps, choice temperature 4.5); temperature samples the class- and text-conditioned tasks.
-    pixel_guidance, pixel_temperature, pixel_choice_temperature: the same for the tasks given pixels (FP,
-        FI, OP*, IP*, CFP); unset = the model-wide value. Temperature 0 (the most likely token) scores
-        closest to the true clip (docs/benchmarks.md, "MAGVIT tasks").
+    top_p: nucleus sampling (1 = off): tokens are drawn only from the most likely ones holding this much
+        probability, which cuts the floor label smoothing spreads over the codebook.
+    pixel_guidance, pixel_temperature, pixel_choice_temperature, pixel_top_p: the same for the tasks given
+        pixels (FP, FI, OP*, IP*, CFP); unset = the model-wide value. Temperature 0 (the most likely
+        token) scores closest to the true clip (docs/benchmarks.md, "MAGVIT tasks").
     class_labels: CG samples (classes no training clip has are skipped: untrained); prompts: T2V
         samples; tasks: pixel tasks sampled on the first held-out clip (written as target | sample).
     """
@@ -155,9 +157,11 @@ class SampleOptions:
     guidance: float = 2.0
     choice_temperature: float = 4.5
     temperature: float = 1.0
+    top_p: float = 1.0
     pixel_guidance: float | None = None
     pixel_temperature: float | None = None
     pixel_choice_temperature: float | None = None
+    pixel_top_p: float | None = None
     class_labels: list[int] = dataclasses.field(default_factory=lambda: [0])
     prompts: list[str] = dataclasses.field(default_factory=lambda: ["a red circle moving left"])
     tasks: list[str] = dataclasses.field(default_factory=lambda: ["FP", "OPC"])
@@ -173,6 +177,11 @@ class SampleOptions:
         if self.steps < 1 or negative:
             raise VidgenError(f"sample.steps must be >= 1 and sample.{', '.join(values)} >= 0; got steps = "
                               f"{self.steps}" + "".join(f", {name} = {value}" for name, value in negative.items()))
+        bad_top_p = {name: value for name in ("top_p", "pixel_top_p")
+                     if (value := getattr(self, name)) is not None and not 0 < value <= 1}
+        if bad_top_p:
+            raise VidgenError("sample." + ", sample.".join(f"{name} = {value}" for name, value in bad_top_p.items())
+                              + ": expected a number in (0, 1] (1 = off)")
         if self.format not in ("gif", "mp4"):
             raise VidgenError(f"sample.format = {self.format!r}: expected 'gif' or 'mp4'")
         if any(not t.uses_pixels for t in get_tasks(self.tasks)):
@@ -356,7 +365,8 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
         "default_guidance": sample.guidance,
         "choice_temperature": sample.choice_temperature,
         "temperature": sample.temperature,
-        **{name: value for name in ("pixel_guidance", "pixel_temperature", "pixel_choice_temperature")
+        "top_p": sample.top_p,
+        **{name: value for name in ("pixel_guidance", "pixel_temperature", "pixel_choice_temperature", "pixel_top_p")
            if (value := getattr(sample, name)) is not None},
         "class_names": class_names_for(recipe.data.name, model.config.num_classes),
         # Classes no training clip has (e.g. held-out Shapes triples): untrained embeddings, rejected at use.
@@ -373,6 +383,7 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
         spec = get_task(task)
         tokens = decode_nonautoregressive(model, task=task, num_steps=sample.steps,
                                           temperature=decoding_default(settings, spec, "temperature"),
+                                          top_p=decoding_default(settings, spec, "top_p"),
                                           choice_temperature=decoding_default(settings, spec, "choice_temperature"),
                                           guidance_scale=decoding_default(settings, spec, "guidance"),
                                           generator=generator, **conditioning)
