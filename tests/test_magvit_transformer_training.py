@@ -262,7 +262,7 @@ def test_smoke_resume_is_exact_and_reuses_the_cache(tmp_path, tokenizer_dir, smo
     # A fresh run tokenizes the clips once ...
     assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(tmp_path / "fresh"), "--steps", "0",
                *smoke_args(tokenizer_dir)) == 0
-    assert "token cache: tokenizing 8 clips" in capsys.readouterr().out
+    assert "token cache: tokenizing 8 of 8 clips" in capsys.readouterr().out
     # ... and a resumed one reuses its cache.
     split = rewound_copy(smoke_run, tmp_path / "split", 2)
     assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(split), "--resume",

@@ -783,7 +783,7 @@ def test_transformer_smoke_resume_is_exact_and_reuses_cache(tmp_path, tiny_vae_d
     # A fresh run encodes the clips once ...
     assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(tmp_path / "fresh"), "--steps", "0",
                *smoke_args(tiny_vae_dir)) == 0
-    assert "latent cache: encoding 8 clips" in capsys.readouterr().out
+    assert "latent cache: encoding 8 of 8 clips" in capsys.readouterr().out
     # ... and a resumed one reuses its cache.
     split = rewound_copy(transformer_smoke_run, tmp_path / "split", 2)
     assert cli("train", "cogvideox-shapes-transformer-smoke", "--output", str(split), "--resume",

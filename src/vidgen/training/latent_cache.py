@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from vidgen.diffusion.latent_norm import latent_scaling_factor
 from vidgen.errors import CheckpointError
 from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safetensors, read_json, write_json
+from vidgen.training.cache_parts import CacheParts
 from vidgen.training.data import ItemView
 
 CACHE_VERSION = 1
@@ -146,33 +147,38 @@ def encode_unique_captions(captions: Sequence[str], text_encoder: Any, batch_siz
 @torch.no_grad()
 def build_cache(root: Path, key: str, dataset: Dataset, vae: torch.nn.Module, text_encoder: Any,
                 device: torch.device, batch_size: int = 16, progress: bool = True,
-                log: Callable[[str], None] = print) -> LatentCache:
+                log: Callable[[str], None] = print, parts_every: int = 512) -> LatentCache:
     """Encode `dataset` (items with "video" (3, T, H, W) in [-1, 1] and "caption") into root/key/,
-    or load it if it is already there."""
+    or load it if it is already there.
+
+    The build is saved every `parts_every` clips (`vidgen.training.cache_parts`): started again after an
+    interruption, it continues from the last saved part and gives the same cache."""
     folder = root / key
     cached = load_cache(folder)
     if cached is not None:
         log(f"latent cache: reusing {folder} ({len(cached)} clips, {len(cached.captions)} captions)")
         return cached
-    log(f"latent cache: encoding {len(dataset)} clips into {folder} (once; later runs reuse it)")
-    loader = DataLoader(ItemView(dataset, _video_and_caption), batch_size=batch_size, shuffle=False, collate_fn=_collate)
+    total = len(dataset)
+    parts = CacheParts(root / f"{key}.parts", key, total, every=parts_every, log=log)
+    log(f"latent cache: encoding {total - parts.done} of {total} clips into {folder} (once; later runs reuse "
+        "it; an interrupted build continues)")
+    remaining = Subset(ItemView(dataset, _video_and_caption), range(parts.done, total))
+    loader = DataLoader(remaining, batch_size=batch_size, shuffle=False, collate_fn=_collate)
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(dataset), desc="encode clips", unit="clip", dynamic_ncols=True)
-    means, stds, captions, fps = [], [], [], 8.0
+        bar = tqdm(total=total, initial=parts.done, desc="encode clips", unit="clip", dynamic_ncols=True)
     vae = vae.eval()
     for batch in loader:
         posterior = vae.encode_posterior(batch["video"].to(device))  # float32, no autocast: exact moments
-        means.append(posterior.mean.float().cpu())
-        stds.append(posterior.std.float().cpu())
-        captions.extend(batch["caption"])
-        fps = batch["fps"]
+        parts.add({"mean": posterior.mean.float(), "std": posterior.std.float()}, batch["caption"],
+                  {"fps": batch["fps"]})
         if bar is not None:
             bar.update(len(batch["caption"]))
     if bar is not None:
         bar.close()
-    mean, std = torch.cat(means), torch.cat(stds)
+    encoded, captions, info = parts.collect()
+    mean, std, fps = torch.cat(encoded["mean"]), torch.cat(encoded["std"]), float(info.get("fps", 8.0))
 
     unique, caption_index, text_embeddings, text_mask = encode_unique_captions(captions, text_encoder)
     scaling_factor = latent_scaling_factor(mean, std)
@@ -188,6 +194,7 @@ def build_cache(root: Path, key: str, dataset: Dataset, vae: torch.nn.Module, te
             "scaling_factor": scaling_factor, "fps": float(fps)})
 
     atomic_write_dir(folder, write)  # a crash leaves no half-written cache
+    parts.remove()
     log(f"latent cache: {len(captions)} clips -> latents {tuple(mean.shape[1:])}, {len(unique)} unique "
         f"captions; latent std {1.0 / scaling_factor:.4f} -> scaling_factor {scaling_factor:.4f}")
     return load_cache(folder)

@@ -39,13 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from vidgen.errors import VidgenError
 from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safetensors, read_json, write_json
 from vidgen.tasks.commit import encode_tokens
 from vidgen.tasks.regions import pad_condition, pixel_to_token_mask
 from vidgen.tasks.registry import Task
+from vidgen.training.cache_parts import CacheParts
 from vidgen.training.data import ItemView
 from vidgen.training.latent_cache import encode_unique_captions, encoder_digest
 
@@ -220,9 +221,12 @@ def _encode_chunks(tokenizer: Any, videos: torch.Tensor, batch_size: int, device
 @torch.no_grad()
 def build_cache(root: Path, key: str, dataset: Dataset, tokenizer: Any, text_encoder: Any,
                 specs: Sequence[ConditionSpec], device: torch.device, seed: int = 0, batch_size: int = 16,
-                log: Callable[[str], None] = print) -> TokenCache:
+                log: Callable[[str], None] = print, parts_every: int = 512) -> TokenCache:
     """Tokenize `dataset` (items with "video" (3, T, H, W) in [-1, 1], "caption", "class_id") and the
-    conditions `specs` of every clip into root/key/, or load the cache if it is already there."""
+    conditions `specs` of every clip into root/key/, or load the cache if it is already there.
+
+    The build is saved every `parts_every` clips (`vidgen.training.cache_parts`): started again after an
+    interruption, it continues from the last saved part and gives the same cache."""
     folder = root / key
     cached = load_cache(folder)
     if cached is not None:
@@ -230,22 +234,20 @@ def build_cache(root: Path, key: str, dataset: Dataset, tokenizer: Any, text_enc
         return cached
     total = len(dataset)
     encodes = 1 + sum(s.draws for s in specs)
-    log(f"token cache: tokenizing {total} clips x {encodes} (target + condition clips) into {folder} "
-        f"(once; later runs and --resume reuse it)")
+    parts = CacheParts(root / f"{key}.parts", key, total, every=parts_every, log=log)
+    log(f"token cache: tokenizing {total - parts.done} of {total} clips x {encodes} (target + condition "
+        f"clips) into {folder} (once; later runs and --resume reuse it; an interrupted build continues)")
     tokenizer = tokenizer.eval()
-    loader = DataLoader(ItemView(dataset, _clip_item), batch_size=batch_size, shuffle=False, collate_fn=_collate)
-    targets, class_ids, captions, fps = [], [], [], 8.0
-    conditions: dict[str, list[torch.Tensor]] = {s.name: [] for s in specs}
-    masks: dict[str, list[torch.Tensor]] = {s.name: [] for s in specs}
+    remaining = Subset(ItemView(dataset, _clip_item), range(parts.done, total))
+    loader = DataLoader(remaining, batch_size=batch_size, shuffle=False, collate_fn=_collate)
     fixed_regions: dict[str, torch.Tensor] = {}
-    video_shape: tuple[int, ...] = ()
-    started, done, next_report = time.perf_counter(), 0, 0.1
+    started, done, next_report = time.perf_counter(), parts.done, 0.1
     for batch in loader:
         video = batch["video"]  # (B, 3, T, H, W)
-        b, video_shape, grid_pixels = video.shape[0], tuple(video.shape[1:]), tuple(video.shape[2:])
+        b, grid_pixels = video.shape[0], tuple(video.shape[2:])
         target = _encode_chunks(tokenizer, video, batch_size, device)  # (B, t, h, w)
         grid = tuple(target.shape[1:])
-        targets.append(target)
+        encoded = {"tokens": target.int(), "class_id": batch["class_id"]}
         for spec in specs:
             if spec.dynamic:
                 regions = torch.stack([_draw_regions(spec, grid_pixels, seed, i) for i in batch["index"]])
@@ -255,27 +257,30 @@ def build_cache(root: Path, key: str, dataset: Dataset, tokenizer: Any, text_enc
                 regions = fixed_regions[spec.name].expand(b, spec.draws, *grid_pixels)
             padded = torch.cat([pad_condition(video, regions[:, d], spec.padding) for d in range(spec.draws)])
             tokens = _encode_chunks(tokenizer, padded, batch_size, device)  # (D * B, t, h, w), draw-major
-            conditions[spec.name].append(tokens.view(spec.draws, b, *grid).transpose(0, 1))
+            encoded[f"cond.{spec.name}.tokens"] = tokens.int().view(spec.draws, b, *grid).transpose(0, 1)
             token_regions = pixel_to_token_mask(regions, grid)  # (B, D, t, h, w)
-            masks[spec.name].append(token_regions[:1] if not spec.dynamic else token_regions)
-        class_ids.append(batch["class_id"])
-        captions.extend(batch["caption"])
-        fps = batch["fps"]
+            # A fixed region is the same for every clip: one row per batch (the first is kept).
+            encoded[f"cond.{spec.name}.mask"] = token_regions[:1] if not spec.dynamic else token_regions
+        parts.add(encoded, batch["caption"], {"fps": batch["fps"], "video_shape": list(video.shape[1:])})
         done += b
         if done >= next_report * total or done == total:
             elapsed = time.perf_counter() - started
             log(f"token cache: {done}/{total} clips, {elapsed:.0f} s")
-            next_report += 0.1
+            next_report = done / total + 0.1
 
-    tokens = torch.cat(targets)
+    encoded, captions, info = parts.collect()
+    fps, video_shape = float(info.get("fps", 8.0)), tuple(info.get("video_shape", ()))
+    tokens = torch.cat(encoded["tokens"])
+    conditions = {s.name: encoded[f"cond.{s.name}.tokens"] for s in specs}
     codebook = int(max([tokens.max()] + [torch.cat(c).max() for c in conditions.values()])) + 1
     index_dtype = torch.int16 if codebook <= torch.iinfo(torch.int16).max else torch.int32
     unique, caption_index, text_embeddings, text_mask = encode_unique_captions(captions, text_encoder)
-    tensors = {"tokens": tokens.to(index_dtype), "class_id": torch.cat(class_ids), "caption_index": caption_index}
+    tensors = {"tokens": tokens.to(index_dtype), "class_id": torch.cat(encoded["class_id"]),
+               "caption_index": caption_index}
     for spec in specs:
         tensors[f"cond.{spec.name}.tokens"] = torch.cat(conditions[spec.name]).to(index_dtype).contiguous()
-        stacked = masks[spec.name][0] if not spec.dynamic else torch.cat(masks[spec.name])
-        tensors[f"cond.{spec.name}.mask"] = stacked.contiguous()
+        stacked = torch.cat(encoded[f"cond.{spec.name}.mask"])
+        tensors[f"cond.{spec.name}.mask"] = (stacked[:1] if not spec.dynamic else stacked).contiguous()
 
     def write(tmp: Path) -> None:
         atomic_save_safetensors(tensors, tmp / "tokens.safetensors")
@@ -288,6 +293,7 @@ def build_cache(root: Path, key: str, dataset: Dataset, tokenizer: Any, text_enc
             "seconds": round(time.perf_counter() - started, 1)})
 
     atomic_write_dir(folder, write)  # a crash leaves no half-written cache
+    parts.remove()
     log(f"token cache: {len(captions)} clips -> tokens {tuple(tokens.shape[1:])}, "
         f"{sum(s.draws for s in specs)} condition draws per clip, {len(unique)} unique captions, "
         f"{time.perf_counter() - started:.0f} s")
