@@ -185,11 +185,12 @@ class MagvitPipeline:
                 value = self.settings.get(setting)
                 if value is None:
                     continue
-                if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-                        or value < 0:
+                number = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+                if name == "top_p" and not (number and 0 < value <= 1):
+                    raise CheckpointError(f"pipeline.json: {setting} = {value!r} must be a number in (0, 1] "
+                                          "(1 = off)")
+                if not number or value < 0:
                     raise CheckpointError(f"pipeline.json: {setting} = {value!r} must be a number >= 0")
-                if name == "top_p" and not 0 < value <= 1:
-                    raise CheckpointError(f"pipeline.json: {setting} = {value!r} must be in (0, 1] (1 = off)")
 
     def _check_components(self) -> None:
         """The tokenizer and the transformer must agree on the codebook and on the token grid."""
