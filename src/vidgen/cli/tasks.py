@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
         raise VidgenError(f"model {args.model!r} ({type(pipe).__name__}) cannot {args.task}: use a MAGVIT model "
                           f"such as {DEFAULT_MODEL} (`vidgen models` lists each model's tasks)")
     options = {"seed": args.seed, "num_inference_steps": args.steps, "guidance_scale": args.guidance,
-               "temperature": args.temperature, "top_p": args.top_p, "start": args.start, "keep_condition": not args.no_keep_condition,
-               "progress": not args.no_progress}
+               "temperature": args.temperature, "top_p": args.top_p, "start": args.start,
+               "keep_condition": not args.no_keep_condition, "progress": not args.no_progress}
     if args.task in ("outpaint", "inpaint"):
         options.update(mode=args.mode, pad=args.pad)
     if args.task == "predict":
@@ -141,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
     info = video.info
     what = f"{info['task']} ({info['mode']}" + (f", class {info['class_name']!r}" if "class_name" in info else "") + ")"
     save_outputs(video, outputs, args.fps, f"{what}, seed {info['seed']}, {info['steps']} steps, "
-                 f"guidance {info['guidance_scale']:g}, temperature {info['temperature']:g}, top-p {info['top_p']:g}, "
-                 f"{info['seconds']:.2f} s")
+                 f"guidance {info['guidance_scale']:g}, temperature {info['temperature']:g}, "
+                 f"top-p {info['top_p']:g}, {info['seconds']:.2f} s")
     if info.get("frames_note"):
         print(f"note: {info['frames_note']}")
     return 0

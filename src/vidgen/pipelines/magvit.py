@@ -640,8 +640,8 @@ class MagvitPipeline:
         """
         self.check_request(prompt, num_frames, height, width, num_inference_steps, guidance_scale, negative_prompt)
         return self._generate("text-to-video", "default", get_task("T2V"), prompt=prompt, seed=seed,
-                              steps=num_inference_steps, guidance=guidance_scale, temperature=temperature, top_p=top_p,
-                              progress=progress, callback=callback, info={"prompt": prompt})
+                              steps=num_inference_steps, guidance=guidance_scale, temperature=temperature,
+                              top_p=top_p, progress=progress, callback=callback, info={"prompt": prompt})
 
     @torch.no_grad()
     def reconstruct(self, video: Any, start: float = 0.0) -> GeneratedVideo:
@@ -658,7 +658,8 @@ class MagvitPipeline:
 
     def generate_class(self, class_label: int | str, seed: int = 0, num_inference_steps: int | None = None,
                        guidance_scale: float | None = None, progress: bool = True,
-                       callback: Callback | None = None, temperature: float | None = None, top_p: float | None = None) -> GeneratedVideo:
+                       callback: Callback | None = None, temperature: float | None = None,
+                       top_p: float | None = None) -> GeneratedVideo:
         """Class-conditional generation (CG): a class id or name, e.g. "red circle moving right" (not one the model never trained on).
         temperature, top_p as in `__call__`."""
         label = self.class_id(class_label)
@@ -708,8 +709,8 @@ class MagvitPipeline:
         "vertical" (a vertical central strip), "horizontal" (a horizontal one) or "dynamic" (a moving
         half-frame strip whose direction follows the seed)."""
         return self._video_task("outpaint", mode, video, seed=seed, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, temperature=temperature, top_p=top_p, pad=pad, start=start,
-                                keep_condition=keep_condition,
+                                guidance_scale=guidance_scale, temperature=temperature, top_p=top_p, pad=pad,
+                                start=start, keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 
     def inpaint(self, video: Any, mode: str = "central", seed: int = 0, num_inference_steps: int | None = None,
@@ -719,8 +720,8 @@ class MagvitPipeline:
         """Inpainting: regenerate a region of every frame. mode: "central" (the centre box) or "dynamic"
         (a moving box whose direction follows the seed)."""
         return self._video_task("inpaint", mode, video, seed=seed, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, temperature=temperature, top_p=top_p, pad=pad, start=start,
-                                keep_condition=keep_condition,
+                                guidance_scale=guidance_scale, temperature=temperature, top_p=top_p, pad=pad,
+                                start=start, keep_condition=keep_condition,
                                 progress=progress, callback=callback, region=region)
 
     def run_task(self, task: str, video_frames: Any, mode: str | None = None, seed: int = 0,
