@@ -33,8 +33,9 @@ from vidgen.evaluation.text_to_video import PROMPT_SETS
 from vidgen.tasks import get_task
 
 
-def condition_use(pipe, count: int, batch_size: int = 8) -> dict:
-    """`magvit_tasks.class_condition_use` on `count` single-object Shapes clips of the training classes."""
+def training_clip_tokens(pipe, count: int, batch_size: int = 8) -> tuple[list[dict], torch.Tensor]:
+    """`count` single-object Shapes clips of the training classes (dataset seed 3: not the clips trained on)
+    and their tokens (N, t, h, w)."""
     from vidgen.data.shapes import ShapesDataset
     from vidgen.tasks.commit import encode_tokens
 
@@ -44,8 +45,57 @@ def condition_use(pipe, count: int, batch_size: int = 8) -> dict:
     weight = next(pipe.tokenizer.parameters())
     videos = torch.stack([item["video"] for item in items]).to(weight.device, weight.dtype)
     tokens = torch.cat([encode_tokens(pipe.tokenizer, videos[i:i + batch_size]) for i in range(0, count, batch_size)])
+    return items, tokens
+
+
+def condition_use(pipe, count: int) -> dict:
+    """`magvit_tasks.class_condition_use` on `count` single-object Shapes clips of the training classes."""
+    items, tokens = training_clip_tokens(pipe, count)
     labels = torch.tensor([int(item["class_id"]) for item in items])
     return mt.class_condition_use(pipe.transformer, tokens, labels)
+
+
+def shape_condition_use(pipe, count: int) -> dict:
+    """Does the model read the *shape* from its class token and from the prompt? Per true shape, on `count`
+    single-object training clips: `magvit_tasks.condition_use` (masks 0.9 and 1) given the right class and
+    the class of the same colour and motion with another shape (the first other shape whose triple is
+    trained); the canonical caption, the same caption with that other shape word, and no text. gain =
+    cross-entropy with the swapped shape - with the right one: what the shape in the condition is worth.
+    The clips are of training classes (dataset seed 3), not the clips trained on."""
+    from vidgen.data.shapes import HELDOUT_TRIPLES, SHAPES, canonical_caption, class_id
+
+    items, tokens = training_clip_tokens(pipe, count)
+    rows = []
+    for item in items:
+        obj = item["labels"]["objects"][0]
+        triple = (obj["colour"], obj["shape"], obj["motion"])
+        other = next(s for s in SHAPES if s != triple[1] and (triple[0], s, triple[2]) not in HELDOUT_TRIPLES)
+        rows.append((triple, (triple[0], other, triple[2])))
+    report = {}
+    for shape in SHAPES:
+        index = [i for i, (triple, _) in enumerate(rows) if triple[1] == shape]
+        if not index:
+            continue
+        right = pipe.text_encoder.encode([canonical_caption([rows[i][0]]) for i in index])
+        swapped = pipe.text_encoder.encode([canonical_caption([rows[i][1]]) for i in index])
+        conditions = {
+            "class": {"class_labels": torch.tensor([class_id(*rows[i][0]) for i in index])},
+            "class_swapped": {"class_labels": torch.tensor([class_id(*rows[i][1]) for i in index])},
+        }
+        task_report = mt.condition_use(pipe.transformer, tokens[index], "CG", conditions, mask_ratios=(0.9, 1.0))
+        text_conditions = {
+            "text": {"text": right.embeddings, "text_mask": right.mask.bool()},
+            "text_swapped": {"text": swapped.embeddings, "text_mask": swapped.mask.bool()},
+            "text_null": {"text": right.embeddings, "text_mask": torch.zeros_like(right.mask, dtype=torch.bool)},
+        }
+        text_report = mt.condition_use(pipe.transformer, tokens[index], "T2V", text_conditions, mask_ratios=(0.9, 1.0))
+        report[shape] = {}
+        for ratio, row in task_report.items():
+            row = {**row, **text_report[ratio], "clips": len(index)}
+            row["class_gain"] = row["class_swapped"] - row["class"]
+            row["text_gain"] = row["text_swapped"] - row["text"]
+            report[shape][ratio] = row
+    return report
 
 
 def largest_object(frames):
@@ -135,6 +185,8 @@ def main() -> None:
     parser.add_argument("--condition-use", type=int, default=0, metavar="N",
                         help="also test whether the transformer uses its class token, on N Shapes clips of the "
                              "training classes (data seed 3: clips not trained on); 0 = skip (default)")
+    parser.add_argument("--shape-condition-use", type=int, default=0, metavar="N",
+                        help="does the model read the shape from the class and the prompt? N clips of training classes")
     parser.add_argument("--shape-fidelity", type=int, default=0, metavar="N",
                         help="N held-out clips per shape: is the shape kept by the tokenizer and by FP?")
     parser.add_argument("--decoder-robustness", type=int, default=0, metavar="N",
@@ -191,6 +243,15 @@ def main() -> None:
             print(f"  mask {ratio}: right class {r['right']:.3f}, wrong class {r['wrong']:.3f}, null class "
                   f"{r['null']:.3f} (gain {r['gain']:+.3f}); accuracy right {r['accuracy_right']:.1%}, "
                   f"null {r['accuracy_null']:.1%}")
+    if args.shape_condition_use:
+        report["shape_condition_use"] = shape_condition_use(pipe, args.shape_condition_use)
+        print("shape condition use (training clips, cross-entropy at masked positions, nats; gain = swapped "
+              "shape - right shape):")
+        for shape, rows in report["shape_condition_use"].items():
+            for ratio, r in rows.items():
+                print(f"  {shape:8s} mask {ratio} ({r['clips']} clips): class {r['class']:.3f} / swapped "
+                      f"{r['class_swapped']:.3f} (gain {r['class_gain']:+.3f}); text {r['text']:.3f} / swapped "
+                      f"{r['text_swapped']:.3f} (gain {r['text_gain']:+.3f}) / none {r['text_null']:.3f}")
     if args.shape_fidelity:
         report["shape_fidelity"] = shape_fidelity(pipe, args.shape_fidelity, seed=args.data_seed)
         print("shape fidelity (held-out single objects, judged after the first 4 frames; fill ratio per clip):")

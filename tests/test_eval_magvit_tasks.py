@@ -397,3 +397,32 @@ def test_class_condition_use_tells_a_class_blind_model_from_one_that_reads_the_c
         mt.class_condition_use(model, tokens, labels + 4)
     with pytest.raises(VidgenError, match="must match"):
         mt.class_condition_use(model, tokens, labels[:3])
+
+
+def test_condition_use_scores_text_conditions_on_the_same_masks():
+    """`condition_use` with text: the same prompt twice scores the same, another prompt or no text
+    scores differently, and a model whose text projection is zero cannot tell them apart."""
+    from vidgen.generators.masked_transformer import MaskedTokenTransformer, magvit_transformer_tiny
+
+    torch.manual_seed(0)
+    model = MaskedTokenTransformer(magvit_transformer_tiny(text_dim=8)).eval()
+    tokens = torch.randint(0, 32, (4, 2, 4, 4))
+    text, other = torch.randn(4, 3, 8), torch.randn(4, 3, 8)
+    mask = torch.ones(4, 3, dtype=torch.bool)
+    conditions = {"text": {"text": text, "text_mask": mask}, "again": {"text": text, "text_mask": mask},
+                  "other": {"text": other, "text_mask": mask}, "none": {"text": text, "text_mask": ~mask}}
+    report = mt.condition_use(model, tokens, "T2V", conditions, mask_ratios=(0.5, 1.0))
+    assert set(report) == {"0.5", "1"}
+    for row in report.values():
+        assert row["text"] == row["again"] and row["accuracy_text"] == row["accuracy_again"]
+        assert abs(row["text"] - row["other"]) > 1e-4 and abs(row["text"] - row["none"]) > 1e-4
+    projection = next(m for name, m in model.named_modules() if "text" in name and isinstance(m, torch.nn.Linear))
+    with torch.no_grad():
+        projection.weight.zero_()
+        projection.bias.zero_()
+    blind = mt.condition_use(model, tokens, "T2V", conditions, mask_ratios=(1.0,))["1"]
+    assert blind["text"] == pytest.approx(blind["other"], abs=1e-6)
+    with pytest.raises(VidgenError, match="mask ratio 0"):
+        mt.condition_use(model, tokens, "T2V", conditions, mask_ratios=(0.0,))
+    with pytest.raises(VidgenError, match=r"tokens must be \(N, t, h, w\)"):
+        mt.condition_use(model, tokens[0], "T2V", conditions)

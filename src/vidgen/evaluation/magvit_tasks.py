@@ -52,6 +52,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -483,11 +484,46 @@ def evaluate_class_generation(pipe, class_ids: Sequence[int] | None = None, seed
 
 
 @torch.no_grad()
+def condition_use(transformer, tokens: torch.Tensor, task: str, conditions: dict[str, dict[str, Any]],
+                  mask_ratios: Sequence[float] = (0.5, 0.9, 1.0), seed: int = 0,
+                  generator: torch.Generator | None = None) -> dict[str, dict[str, float]]:
+    """How well each of several conditions predicts real tokens: `task` (CG or T2V) on `tokens` with a share
+    of them masked (the same masks for every condition), cross-entropy and argmax accuracy at the masked
+    positions.
+
+    tokens: (N, t, h, w) codebook indices; conditions: {name: forward keywords for all N clips, e.g.
+    {"class_labels": (N,)} or {"text": (N, L, D), "text_mask": (N, L)}}.
+    The masks are drawn from `generator` (default: a CPU generator seeded with `seed`).
+    Returns {str(ratio): {name: mean cross-entropy (nats), f"accuracy_{name}": accuracy}}.
+    """
+    tokens = torch.as_tensor(tokens).long()
+    if tokens.dim() != 4 or tokens.shape[0] == 0:
+        raise VidgenError(f"tokens must be (N, t, h, w) with N >= 1, got {tuple(tokens.shape)}")
+    device = next(transformer.parameters()).device
+    tokens = tokens.to(device)
+    generator = generator if generator is not None else torch.Generator().manual_seed(seed)
+    task_ids = torch.full(tokens.shape[:1], get_task(task).token, dtype=torch.long, device=device)
+    report = {}
+    for ratio in mask_ratios:
+        if not 0.0 < ratio <= 1.0:
+            raise VidgenError(f"mask ratio {ratio} must be in (0, 1]")
+        masked = (torch.rand(tokens.shape, generator=generator) < ratio).to(device)
+        # As training and decoding build CG / T2V inputs: [MASK] where masked, no condition region.
+        inputs, refine = commit_inputs(tokens, masked, transformer.mask_token_id)
+        row = {}
+        for name, keywords in conditions.items():
+            keywords = {k: v.to(device) for k, v in keywords.items()}
+            logits = transformer(inputs, task=task_ids, condition_positions=refine, **keywords).float()[masked]
+            row[name] = float(F.cross_entropy(logits, tokens[masked]))  # (M, K) against (M,)
+            row[f"accuracy_{name}"] = float((logits.argmax(-1) == tokens[masked]).float().mean())
+        report[f"{ratio:g}"] = row
+    return report
+
+
 def class_condition_use(transformer, tokens: torch.Tensor, class_ids: torch.Tensor,
                         mask_ratios: Sequence[float] = (0.5, 0.9, 1.0), seed: int = 0) -> dict[str, dict[str, float]]:
-    """Does the transformer use its class token? The CG task on real clips' tokens with a share of them
-    masked: cross-entropy and accuracy at the masked positions given the right class, a wrong class
-    (each label shifted by a random non-zero offset) and the null class.
+    """Does the transformer use its class token? `condition_use` of the CG task given the right class, a
+    wrong class (each label shifted by a random non-zero offset) and the null class.
 
     tokens: (N, t, h, w) codebook indices; class_ids: (N,) labels in [0, num_classes).
     Returns {str(ratio): {"right", "wrong", "null" (mean cross-entropy, nats), "accuracy_right",
@@ -500,28 +536,15 @@ def class_condition_use(transformer, tokens: torch.Tensor, class_ids: torch.Tens
                           f"{tuple(class_ids.shape)}")
     if cfg.num_classes < 2 or class_ids.min() < 0 or class_ids.max() >= cfg.num_classes:
         raise VidgenError(f"class_ids must lie in [0, {cfg.num_classes}) and the model needs >= 2 classes")
-    device = next(transformer.parameters()).device
-    tokens, class_ids = tokens.to(device), class_ids.to(device)
     generator = torch.Generator().manual_seed(seed)
-    task = torch.full_like(class_ids, get_task("CG").token)
-    shift = torch.randint(1, cfg.num_classes, class_ids.shape, generator=generator).to(device)
-    labels = {"right": class_ids, "wrong": (class_ids + shift) % cfg.num_classes, "null": torch.full_like(class_ids, -1)}
-    report = {}
-    for ratio in mask_ratios:
-        if not 0.0 < ratio <= 1.0:
-            raise VidgenError(f"mask ratio {ratio} must be in (0, 1]")
-        masked = (torch.rand(tokens.shape, generator=generator) < ratio).to(device)
-        # As training and decoding build CG inputs: [MASK] where masked, no condition region.
-        inputs, refine = commit_inputs(tokens, masked, transformer.mask_token_id)
-        row = {}
-        for name, label in labels.items():
-            logits = transformer(inputs, task=task, class_labels=label, condition_positions=refine)
-            logits = logits.float()[masked]                                    # (M, K)
-            row[name] = float(F.cross_entropy(logits, tokens[masked]))
-            if name != "wrong":
-                row[f"accuracy_{name}"] = float((logits.argmax(-1) == tokens[masked]).float().mean())
+    shift = torch.randint(1, cfg.num_classes, class_ids.shape, generator=generator)  # then the masks
+    labels = {"right": class_ids, "wrong": (class_ids + shift) % cfg.num_classes,
+              "null": torch.full_like(class_ids, -1)}
+    report = condition_use(transformer, tokens, "CG", {name: {"class_labels": label} for name, label in labels.items()},
+                           mask_ratios, generator=generator)
+    for row in report.values():
+        del row["accuracy_wrong"]
         row["gain"] = row["null"] - row["right"]
-        report[f"{ratio:g}"] = row
     return report
 
 
@@ -641,6 +664,7 @@ __all__ = [
     "attribute_table",
     "baseline_fill",
     "class_condition_use",
+    "condition_use",
     "evaluate_class_generation",
     "evaluate_pixel_task",
     "evaluate_tasks",
