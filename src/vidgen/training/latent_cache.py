@@ -12,7 +12,9 @@ encoder settings; the decoder's weights are left out, so a decoder-only fine-tun
     latents.safetensors   mean, std (N, C, T', H', W'); caption_index (N,) int64
     text.safetensors      embeddings (U, L, D) float32; mask (U, L) bool
     cache.json            captions (U strings), latent statistics, scaling_factor, fps, shapes
-cache.json is written last, so a cache folder without it is incomplete and is rebuilt.
+cache.json is written last, so a cache folder without it is incomplete and is rebuilt. While it is built,
+`run_dir/cache/<key>.parts/` holds the clips encoded so far (`vidgen.training.cache_parts`), so an
+interrupted build continues where it stopped.
 
 Latent scale (LDM, Rombach et al. 2022, appendix): diffusion assumes unit-variance data, so latents
 are multiplied by `scaling_factor = 1 / std(z)`, with the std of z ~ q(z | x) over the whole dataset

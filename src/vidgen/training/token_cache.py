@@ -26,6 +26,8 @@ settings, so another tokenizer or dataset never reuses a stale cache):
     text.safetensors      embeddings (U, L, D) float32; mask (U, L) bool (row 0 = the empty prompt)
     cache.json            captions, {task: condition name}, draws, video shape, fps; written last
                           (a folder without it is incomplete and is rebuilt)
+While it is built, `run_dir/cache/<key>.parts/` holds the clips encoded so far (`vidgen.training.cache_parts`),
+so an interrupted build continues where it stopped.
 """
 
 from __future__ import annotations
