@@ -207,6 +207,40 @@ def test_top_p_draws_only_from_the_nucleus_in_proportion():
     assert torch.equal(sample_logits(logits[:5], 0.0, None, top_p=0.3), torch.zeros(5, dtype=torch.long))
 
 
+def test_negative_text_is_the_unconditional_branch_of_guidance():
+    """With negative_text the second half of the guided batch holds it (padded to the prompt's length)
+    instead of the prompt with every position masked; bad shapes and a negative without a prompt fail."""
+    target = _target()
+    model = TargetModel(target)
+    text, negative = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    seen = []
+
+    def spy(tokens, text=None, text_mask=None, **kwargs):
+        seen.append((text.clone(), text_mask.clone()))
+        return TargetModel.forward(model, tokens, **kwargs)
+
+    model.forward = spy
+    decode_nonautoregressive(model, task="T2V", text=text, num_steps=1, guidance_scale=3.0,
+                             negative_text=negative, negative_text_mask=torch.tensor([[1, 1, 1, 0, 0]] * 2).bool())
+    both, mask = seen[-1]
+    assert both.shape == (4, 5, 8) and torch.equal(both[:2, :3], text) and not both[:2, 3:].any()
+    assert torch.equal(both[2:], negative)
+    assert mask[:2].tolist() == [[True] * 3 + [False] * 2] * 2 and mask[2:].tolist() == [[True] * 3 + [False] * 2] * 2
+    decode_autoregressive(model, task="T2V", text=text, guidance_scale=3.0, negative_text=negative[:, :2],
+                          max_tokens=1)
+    both, mask = seen[-1]
+    assert torch.equal(both[2:, :2], negative[:, :2]) and mask[2:].tolist() == [[True, True, False]] * 2
+    decode_nonautoregressive(model, task="T2V", text=text, num_steps=1, guidance_scale=3.0)
+    both, mask = seen[-1]  # without a negative prompt: the prompt, every position masked (no text)
+    assert torch.equal(both[2:], text) and not mask[2:].any()
+    with pytest.raises(VidgenError, match="needs a prompt"):
+        decode_nonautoregressive(model, task="CG", batch_size=2, negative_text=negative)
+    with pytest.raises(VidgenError, match=r"negative_text \(2, 5, 4\) must be \(B=2, L, D=8\)"):
+        decode_nonautoregressive(model, task="T2V", text=text, negative_text=negative[..., :4])
+    with pytest.raises(VidgenError, match="negative_text_mask needs negative_text"):
+        decode_nonautoregressive(model, task="T2V", text=text, negative_text_mask=torch.ones(2, 3).bool())
+
+
 def test_top_p_reaches_every_decoding_draw():
     """decode_nonautoregressive / decode_autoregressive pass top_p to each sample: a model whose every
     position puts 0.9 on its target and spreads the rest over other codes decodes exactly the target

@@ -235,6 +235,22 @@ def test_top_p_defaults_per_task_and_overrides(folder, tmp_path):
             nucleus.generate_class(0, top_p=bad, progress=False)
 
 
+def test_negative_prompt_replaces_the_null_text_of_guidance(pipe):
+    """A negative prompt changes the clip (guidance pushes away from it instead of from no text) and is
+    recorded; an empty one is the null text, bit for bit; without guidance it cannot matter."""
+    # Strong guidance: the random tiny model reads its text weakly, and (s - 1) scales the negative's effect.
+    plain = pipe("a red circle moving left", seed=4, progress=False, guidance_scale=20.0)
+    negative = pipe("a red circle moving left", seed=4, progress=False, guidance_scale=20.0,
+                    negative_prompt="a blue square")
+    assert negative.info["negative_prompt"] == "a blue square" and "negative_prompt" not in plain.info
+    assert not torch.equal(plain.tensor, negative.tensor)
+    assert torch.equal(plain.tensor, pipe("a red circle moving left", seed=4, progress=False, guidance_scale=20.0,
+                                          negative_prompt=" ").tensor)
+    unguided = [pipe("a red circle moving left", seed=4, progress=False, guidance_scale=1.0, negative_prompt=n).tensor
+                for n in (None, "a blue square")]
+    assert torch.equal(*unguided)
+
+
 def test_condition_pixels_are_kept_exactly(pipe):
     frames = clip()
     # predict: frame 0 is the input's frame 0, byte for byte after writing uint8 frames.
@@ -369,8 +385,10 @@ def test_bad_input_is_refused_with_clear_messages(pipe, tmp_path):
         pipe.predict(frames, class_label=4, progress=False)
     with pytest.raises(VidgenError, match="prompt is empty"):
         pipe("   ", progress=False)
-    with pytest.raises(VidgenError, match="negative prompts are not supported by MAGVIT"):
-        pipe("a red circle", negative_prompt="a blue square", progress=False)
+    with pytest.raises(VidgenError, match="negative prompt has 2001 characters; at most"):
+        pipe("a red circle", negative_prompt="x" * 2001, progress=False)
+    with pytest.raises(VidgenError, match="negative_prompt must be a string or None, got int"):
+        pipe("a red circle", negative_prompt=3, progress=False)
     with pytest.raises(VidgenError, match=r"num_frames=8 is not allowed: this model generates 4x16x16 clips"):
         pipe("a red circle", num_frames=8, progress=False)
     with pytest.raises(VidgenError, match=r"steps=0 must be an integer in 1..32"):

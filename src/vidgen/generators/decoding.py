@@ -26,7 +26,9 @@ Both take the model's conditioning as keyword arguments (task, class_labels, tex
 an explicit `torch.Generator` for every random draw (same seed -> same tokens), and accept a
 `callback(step, info)` for progress and tests. Classifier-free guidance evaluates the conditional and
 unconditional inputs in one batched forward pass; the unconditional input is the task's null condition
-(null class, no text, [MASK] instead of condition tokens), as in training's condition dropout.
+(null class, no text, [MASK] instead of condition tokens), as in training's condition dropout; with a
+negative prompt (`negative_text`), the unconditional input holds that text instead of none, so guidance
+pushes away from it (as negative prompts do in diffusion pipelines).
 """
 
 from __future__ import annotations
@@ -135,6 +137,35 @@ def _prepare(model: Any, batch_size: int | None, task: Any, class_labels: torch.
             "tasks": tasks, "labels": labels, "text": text, "text_mask": text_mask}
 
 
+def _add_negative_text(c: dict[str, Any], negative_text: torch.Tensor | None, negative_text_mask: torch.Tensor | None,
+                       device: torch.device) -> None:
+    """Put a negative prompt `(B, L', D)` (+ mask `(B, L')`) into the prepared conditioning `c`, padded with
+    masked positions so that it and the prompt share one length."""
+    if negative_text is None:
+        if negative_text_mask is not None:
+            raise VidgenError("negative_text_mask needs negative_text")
+        return
+    text = c["text"]
+    if text is None:
+        raise VidgenError("a negative prompt (negative_text) needs a prompt (text): it replaces the null text "
+                          "of classifier-free guidance")
+    if negative_text.dim() != 3 or negative_text.shape[0] != text.shape[0] or negative_text.shape[2] != text.shape[2]:
+        raise VidgenError(f"negative_text {tuple(negative_text.shape)} must be (B={text.shape[0]}, L, "
+                          f"D={text.shape[2]}) like text {tuple(text.shape)}")
+    negative_text = negative_text.to(device, text.dtype)
+    negative_text_mask = (torch.ones(negative_text.shape[:2], dtype=torch.bool, device=device)
+                          if negative_text_mask is None else negative_text_mask.to(device).bool())
+    length = max(text.shape[1], negative_text.shape[1])
+
+    def pad(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        extra = length - x.shape[1]
+        return (torch.cat([x, x.new_zeros(x.shape[0], extra, x.shape[2])], 1),
+                torch.cat([mask, mask.new_zeros(mask.shape[0], extra)], 1))
+
+    c["text"], c["text_mask"] = pad(text, c["text_mask"])
+    c["negative_text"], c["negative_text_mask"] = pad(negative_text, negative_text_mask)
+
+
 def _guided_logits(model: Any, inputs: torch.Tensor, refine: torch.Tensor, uncond_inputs: torch.Tensor,
                    c: dict[str, Any], guidance_scale: float) -> torch.Tensor:
     """Logits `(B, N, K)` (float32) for flat inputs `(B, N)`; with guidance, one batched pass of 2B."""
@@ -147,11 +178,15 @@ def _guided_logits(model: Any, inputs: torch.Tensor, refine: torch.Tensor, uncon
         logits = model(grid_of(inputs), task=c["tasks"], class_labels=c["labels"],
                        condition_positions=grid_of(refine), text=c["text"], text_mask=c["text_mask"])
         return rearrange(logits.float(), "b t h w k -> b (t h w) k")
-    # The null condition: same task, null class, no text, [MASK] instead of condition tokens.
+    # The null condition: same task, null class, no text (or the negative prompt), [MASK] instead of
+    # condition tokens.
     text = text_mask = None
     if c["text"] is not None:
-        text = torch.cat([c["text"], c["text"]])
-        text_mask = torch.cat([c["text_mask"], torch.zeros_like(c["text_mask"])])
+        negative, negative_mask = c.get("negative_text"), c.get("negative_text_mask")
+        if negative is None:
+            negative, negative_mask = c["text"], torch.zeros_like(c["text_mask"])
+        text = torch.cat([c["text"], negative])
+        text_mask = torch.cat([c["text_mask"], negative_mask])
     logits = model(grid_of(torch.cat([inputs, uncond_inputs])), task=torch.cat([c["tasks"], c["tasks"]]),
                    class_labels=torch.cat([c["labels"], torch.full_like(c["labels"], -1)]),
                    condition_positions=grid_of(torch.cat([refine, torch.zeros_like(refine)])), text=text,
@@ -170,6 +205,7 @@ def decode_nonautoregressive(model: Any, *, task: Any = "CG", batch_size: int | 
                              condition_mask: torch.Tensor | None = None, refine_condition: bool = True,
                              num_steps: int = 12, temperature: float = 1.0, choice_temperature: float = 4.5,
                              guidance_scale: float = 1.0, schedule: str = "cosine", top_p: float = 1.0,
+                             negative_text: torch.Tensor | None = None, negative_text_mask: torch.Tensor | None = None,
                              generator: torch.Generator | None = None,
                              callback: Callback | None = None) -> torch.Tensor:
     """MAGVIT / MaskGIT iterative decoding (module docstring). Returns tokens `(B, t, h, w)`.
@@ -184,6 +220,8 @@ def decode_nonautoregressive(model: Any, *, task: Any = "CG", batch_size: int | 
         (MaskGIT / MAGVIT use 4.5). A sampled token's confidence is its log-probability under the whole
         (guided) distribution.
     guidance_scale: classifier-free guidance s (1 = off; logits = uncond + s (cond - uncond)).
+    negative_text / negative_text_mask: `(B, L', D)` / `(B, L')` a negative prompt's states: the
+        unconditional input holds it instead of no text (needs `text` and guidance != 1 to matter).
     callback(step, info): info has "inputs" (B, N), "sampled" (B, N), "masked" (B, N) after the step.
     """
     if num_steps < 1:
@@ -191,6 +229,7 @@ def decode_nonautoregressive(model: Any, *, task: Any = "CG", batch_size: int | 
     _check_sampling(temperature, top_p)
     device = _model_device(model)
     c = _prepare(model, batch_size, task, class_labels, text, text_mask, condition_tokens, condition_mask, device)
+    _add_negative_text(c, negative_text, negative_text_mask, device)
     b, n = c["batch_size"], c["n"]
     commit_mask = c["cond_mask"] if refine_condition else torch.zeros_like(c["cond_mask"])
     fixed = torch.zeros_like(c["cond_mask"]) if refine_condition else c["cond_mask"]
@@ -234,6 +273,7 @@ def decode_autoregressive(model: Any, *, task: Any = "CG", batch_size: int | Non
                           text_mask: torch.Tensor | None = None, condition_tokens: torch.Tensor | None = None,
                           condition_mask: torch.Tensor | None = None, refine_condition: bool = True,
                           temperature: float = 1.0, guidance_scale: float = 1.0, top_p: float = 1.0,
+                          negative_text: torch.Tensor | None = None, negative_text_mask: torch.Tensor | None = None,
                           generator: torch.Generator | None = None, max_tokens: int | None = None,
                           callback: Callback | None = None) -> torch.Tensor:
     """One token per forward pass, raster order (module docstring). Returns tokens `(B, t, h, w)`.
@@ -245,6 +285,7 @@ def decode_autoregressive(model: Any, *, task: Any = "CG", batch_size: int | Non
     _check_sampling(temperature, top_p)
     device = _model_device(model)
     c = _prepare(model, batch_size, task, class_labels, text, text_mask, condition_tokens, condition_mask, device)
+    _add_negative_text(c, negative_text, negative_text_mask, device)
     n = c["n"]
     commit_mask = c["cond_mask"] if refine_condition else torch.zeros_like(c["cond_mask"])
     fixed = torch.zeros_like(c["cond_mask"]) if refine_condition else c["cond_mask"]

@@ -430,9 +430,12 @@ class MagvitPipeline:
             raise VidgenError("prompt is empty: describe the video, e.g. \"a red circle moving left\"")
         if len(prompt) > MAX_PROMPT_CHARS:
             raise VidgenError(f"prompt has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are allowed")
-        if negative_prompt is not None and (not isinstance(negative_prompt, str) or negative_prompt.strip()):
-            raise VidgenError("negative prompts are not supported by MAGVIT: its guidance pushes away from the "
-                              "null condition (no text); leave the negative prompt empty")
+        if negative_prompt is not None:
+            if not isinstance(negative_prompt, str):
+                raise VidgenError(f"negative_prompt must be a string or None, got {type(negative_prompt).__name__}")
+            if len(negative_prompt) > MAX_PROMPT_CHARS:
+                raise VidgenError(f"negative prompt has {len(negative_prompt)} characters; at most "
+                                  f"{MAX_PROMPT_CHARS} are allowed")
         for label, value, allowed in (("num_frames", num_frames, self.num_frames), ("height", height, self.height),
                                       ("width", width, self.width)):
             if value is not None and value != allowed:
@@ -531,8 +534,8 @@ class MagvitPipeline:
     def _generate(self, task: str, mode: str, spec: Task, *, video: torch.Tensor | None = None,
                   class_label: int | None = None, prompt: str | None = None, seed: int = 0,
                   steps: int | None = None, guidance: float | None = None, temperature: float | None = None,
-                  top_p: float | None = None, keep_condition: bool = True, progress: bool = True,
-                  callback: Callback | None = None, info: dict | None = None) -> GeneratedVideo:
+                  top_p: float | None = None, negative_prompt: str | None = None, keep_condition: bool = True,
+                  progress: bool = True, callback: Callback | None = None, info: dict | None = None) -> GeneratedVideo:
         """Decode one clip for the registry task `spec` (condition already validated)."""
         from tqdm.auto import tqdm
 
@@ -550,10 +553,14 @@ class MagvitPipeline:
             # The tokenizer runs in float32: its nearest-code search is what the transformer was trained on.
             condition = prepare_condition(spec, video[None].to(self.device), self.tokenizer, generator)
         labels = torch.tensor([class_label], device=self.device) if spec.uses_class else None
-        text = text_mask = None
+        text = text_mask = negative = negative_mask = None
         if spec.uses_text:
-            encoded = self.text_encoder.encode([prompt])
-            text, text_mask = encoded.embeddings.to(self.device), encoded.mask.to(self.device)
+            # A negative prompt replaces the null text of guidance; encoded with the prompt, one length.
+            encoded = self.text_encoder.encode([prompt] + ([negative_prompt] if negative_prompt else []))
+            embeddings, masks = encoded.embeddings.to(self.device), encoded.mask.to(self.device)
+            text, text_mask = embeddings[:1], masks[:1]
+            if negative_prompt:
+                negative, negative_mask = embeddings[1:], masks[1:]
             if text.shape[-1] != self.transformer.config.text_dim:
                 raise CheckpointError(f"the text encoder gives {text.shape[-1]}-d states but the transformer "
                                       f"takes {self.transformer.config.text_dim}-d text")
@@ -572,8 +579,8 @@ class MagvitPipeline:
                     self.transformer, task=spec, class_labels=labels, text=text, text_mask=text_mask,
                     condition_tokens=None if condition is None else condition.tokens,
                     condition_mask=None if condition is None else condition.mask,
-                    num_steps=steps, temperature=temperature, top_p=top_p,
-                    choice_temperature=choice_temperature,
+                    num_steps=steps, temperature=temperature, top_p=top_p, negative_text=negative,
+                    negative_text_mask=negative_mask, choice_temperature=choice_temperature,
                     guidance_scale=guidance, generator=generator, callback=on_step)  # (1, t, h, w)
         finally:
             bar.close()
@@ -635,13 +642,18 @@ class MagvitPipeline:
         temperature: token sampling temperature (default pipeline.json's `temperature`, 1; 0 = argmax).
         top_p: nucleus sampling, only the most likely tokens holding this much probability are drawn
         (default pipeline.json's `top_p`, 0.8 for magvit-shapes; 1 = off).
+        negative_prompt: what the video should not show: classifier-free guidance pushes away from it
+        instead of from no text (None or "" = no text; it acts only when guidance_scale != 1).
 
         callback(state) after every decoding step: {"i", "num_steps", "tokens" (1, N), "masked" (int)}.
         """
         self.check_request(prompt, num_frames, height, width, num_inference_steps, guidance_scale, negative_prompt)
+        negative_prompt = (negative_prompt or "").strip() or None  # empty = the null text, as without one
+        info = {"prompt": prompt, **({"negative_prompt": negative_prompt} if negative_prompt else {})}
         return self._generate("text-to-video", "default", get_task("T2V"), prompt=prompt, seed=seed,
                               steps=num_inference_steps, guidance=guidance_scale, temperature=temperature,
-                              top_p=top_p, progress=progress, callback=callback, info={"prompt": prompt})
+                              top_p=top_p, negative_prompt=negative_prompt, progress=progress, callback=callback,
+                              info=info)
 
     @torch.no_grad()
     def reconstruct(self, video: Any, start: float = 0.0) -> GeneratedVideo:
