@@ -114,6 +114,12 @@ def test_an_interrupted_token_cache_build_resumes_to_the_same_cache(tmp_path):
     assert cache.condition_masks["FP"].shape[0] == 1 and cache.condition_masks["OPD"].shape[0] == 5
     assert cache.video_shape == whole.video_shape == (3, 8, 32, 32) and cache.fps == whole.fps
     assert not (tmp_path / "run" / "k.parts").exists()
+    # Stopped between writing the cache and deleting its parts: the next run reuses the cache, drops them.
+    (tmp_path / "run" / "k.parts").mkdir()
+    (tmp_path / "run" / "k.parts" / "part_00000000.json").write_text("{}")
+    logs = []
+    build_cache(tmp_path / "run", "k", clips, tokenizer, FakeTextEncoder(), specs, cpu, log=logs.append)
+    assert "reusing" in logs[-1] and not (tmp_path / "run" / "k.parts").exists()
 
 
 class MomentsVAE(torch.nn.Module):

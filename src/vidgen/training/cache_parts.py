@@ -30,13 +30,23 @@ from vidgen.errors import CheckpointError
 from vidgen.modeling import atomic_save_safetensors, load_safetensors, read_json, write_json
 
 
+def parts_folder(root: Path, key: str) -> Path:
+    """Where the parts of cache `root/key` are kept while it is built."""
+    return Path(root) / f"{key}.parts"
+
+
+def remove_leftover_parts(root: Path, key: str) -> None:
+    """Delete parts a finished build left behind (stopped between writing the cache and deleting them)."""
+    shutil.rmtree(parts_folder(root, key), ignore_errors=True)
+
+
 class CacheParts:
     """The encoded batches of one cache build, saved in parts (module docstring).
 
     folder: the parts folder (`root/<key>.parts`); key: the cache key it belongs to; total: clips in the
     dataset; every: clips per part (a part is written once at least this many are buffered).
 
-        parts = CacheParts(root / f"{key}.parts", key, len(dataset))
+        parts = CacheParts(parts_folder(root, key), key, len(dataset))
         for batch in batches_from(parts.done):            # resume after the saved clips
             parts.add({"tokens": ...}, batch["caption"], {"fps": 8.0})
         tensors, captions, info = parts.collect()          # {name: [one tensor per part]}, all captions

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from vidgen.diffusion.latent_norm import latent_scaling_factor
 from vidgen.errors import CheckpointError
 from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safetensors, read_json, write_json
-from vidgen.training.cache_parts import CacheParts
+from vidgen.training.cache_parts import CacheParts, parts_folder, remove_leftover_parts
 from vidgen.training.data import ItemView
 
 CACHE_VERSION = 1
@@ -158,10 +158,11 @@ def build_cache(root: Path, key: str, dataset: Dataset, vae: torch.nn.Module, te
     folder = root / key
     cached = load_cache(folder)
     if cached is not None:
+        remove_leftover_parts(root, key)
         log(f"latent cache: reusing {folder} ({len(cached)} clips, {len(cached.captions)} captions)")
         return cached
     total = len(dataset)
-    parts = CacheParts(root / f"{key}.parts", key, total, every=parts_every, log=log)
+    parts = CacheParts(parts_folder(root, key), key, total, every=parts_every, log=log)
     log(f"latent cache: encoding {total - parts.done} of {total} clips into {folder} (once; later runs reuse "
         "it; an interrupted build continues)")
     remaining = Subset(ItemView(dataset, _video_and_caption), range(parts.done, total))

@@ -48,7 +48,7 @@ from vidgen.modeling import atomic_save_safetensors, atomic_write_dir, load_safe
 from vidgen.tasks.commit import encode_tokens
 from vidgen.tasks.regions import pad_condition, pixel_to_token_mask
 from vidgen.tasks.registry import Task
-from vidgen.training.cache_parts import CacheParts
+from vidgen.training.cache_parts import CacheParts, parts_folder, remove_leftover_parts
 from vidgen.training.data import ItemView
 from vidgen.training.latent_cache import encode_unique_captions, encoder_digest
 
@@ -232,11 +232,12 @@ def build_cache(root: Path, key: str, dataset: Dataset, tokenizer: Any, text_enc
     folder = root / key
     cached = load_cache(folder)
     if cached is not None:
+        remove_leftover_parts(root, key)
         log(f"token cache: reusing {folder} ({len(cached)} clips, {len(cached.captions)} captions)")
         return cached
     total = len(dataset)
     encodes = 1 + sum(s.draws for s in specs)
-    parts = CacheParts(root / f"{key}.parts", key, total, every=parts_every, log=log)
+    parts = CacheParts(parts_folder(root, key), key, total, every=parts_every, log=log)
     log(f"token cache: tokenizing {total - parts.done} of {total} clips x {encodes} (target + condition "
         f"clips) into {folder} (once; later runs and --resume reuse it; an interrupted build continues)")
     tokenizer = tokenizer.eval()
