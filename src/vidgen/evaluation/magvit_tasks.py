@@ -503,6 +503,7 @@ def condition_use(transformer, tokens: torch.Tensor, task: str, conditions: dict
     tokens = tokens.to(device)
     generator = generator if generator is not None else torch.Generator().manual_seed(seed)
     task_ids = torch.full(tokens.shape[:1], get_task(task).token, dtype=torch.long, device=device)
+    conditions = {name: {k: v.to(device) for k, v in keywords.items()} for name, keywords in conditions.items()}
     report = {}
     for ratio in mask_ratios:
         if not 0.0 < ratio <= 1.0:
@@ -512,7 +513,6 @@ def condition_use(transformer, tokens: torch.Tensor, task: str, conditions: dict
         inputs, refine = commit_inputs(tokens, masked, transformer.mask_token_id)
         row = {}
         for name, keywords in conditions.items():
-            keywords = {k: v.to(device) for k, v in keywords.items()}
             logits = transformer(inputs, task=task_ids, condition_positions=refine, **keywords).float()[masked]
             row[name] = float(F.cross_entropy(logits, tokens[masked]))  # (M, K) against (M,)
             row[f"accuracy_{name}"] = float((logits.argmax(-1) == tokens[masked]).float().mean())

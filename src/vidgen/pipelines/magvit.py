@@ -89,6 +89,11 @@ MODE_ALIASES = {"first and last frames": "first and last frame", "first frames":
 Callback = Callable[[dict], None]
 
 
+def _finite_number(value: Any) -> bool:
+    """A real, finite number (not a bool): what every decoding setting must be."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
 def decoding_default(settings: Mapping[str, Any], spec: Task, name: str) -> float:
     """pipeline.json's default `name` ("guidance", "temperature", "choice_temperature" or "top_p") for a task:
     `pixel_<name>` for the tasks given pixels when `settings` sets it, else the model-wide value
@@ -185,7 +190,7 @@ class MagvitPipeline:
                 value = self.settings.get(setting)
                 if value is None:
                     continue
-                number = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+                number = _finite_number(value)
                 if name == "top_p" and not (number and 0 < value <= 1):
                     raise CheckpointError(f"pipeline.json: {setting} = {value!r} must be a number in (0, 1] "
                                           "(1 = off)")
@@ -379,8 +384,7 @@ class MagvitPipeline:
         the task (`decoding_default`). 0 = argmax."""
         if temperature is None:
             temperature = self.decoding_default(spec, "temperature")
-        if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
-                or not math.isfinite(temperature) or not 0 <= temperature <= MAX_TEMPERATURE):
+        if not _finite_number(temperature) or not 0 <= temperature <= MAX_TEMPERATURE:
             raise VidgenError(f"temperature={temperature!r} must be a number in [0, {MAX_TEMPERATURE:g}] "
                               "(0 = always the most likely token, 1 = sample the model's distribution)")
         return float(temperature)
@@ -390,8 +394,7 @@ class MagvitPipeline:
         (`decoding_default`). 1 = off (sample from every token)."""
         if top_p is None:
             top_p = self.decoding_default(spec, "top_p")
-        if (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not math.isfinite(top_p)
-                or not 0 < top_p <= 1):
+        if not _finite_number(top_p) or not 0 < top_p <= 1:
             raise VidgenError(f"top_p={top_p!r} must be a number in (0, 1] (nucleus sampling: draw only from the "
                               "most likely tokens holding this much probability; 1 = off)")
         return float(top_p)
@@ -402,8 +405,7 @@ class MagvitPipeline:
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= self.max_steps:
             raise VidgenError(f"steps={steps!r} must be an integer in 1..{self.max_steps} (the number of tokens "
                               f"this model decodes); default {self.default_steps}")
-        if (isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not math.isfinite(guidance)
-                or not 0 <= guidance <= MAX_GUIDANCE):
+        if not _finite_number(guidance) or not 0 <= guidance <= MAX_GUIDANCE:
             raise VidgenError(f"guidance={guidance!r} must be a number in [0, {MAX_GUIDANCE:g}] "
                               "(1 = no guidance, 0 = unconditional)")
         return int(steps), float(guidance)
