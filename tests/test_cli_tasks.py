@@ -90,6 +90,10 @@ def test_generate_class_with_magvit_and_refused_for_text_models(folder, tmp_path
                         "--no-progress"], capsys)
     assert code == 0, err
     assert not np.array_equal(read_video(tmp_path / "id.mkv").frames, read_video(tmp_path / "same.mkv").frames)
+    code, out, err = run(["generate", "--class", "1", "--model", folder, "-o", tmp_path / "argmax.mkv",
+                          "--no-progress", "--temperature", "0"], capsys)
+    assert code == 0, err
+    assert not np.array_equal(read_video(tmp_path / "argmax.mkv").frames, read_video(tmp_path / "same.mkv").frames)
 
     cog = tmp_path / "cog"
     cog.mkdir()
@@ -110,6 +114,7 @@ def test_cli_errors_are_one_clear_line(folder, video, tmp_path, capsys):
         (["interpolate", video, "--temperature", -1, *base], "temperature=-1.0 must be a number in [0, 10]"),
         (["predict", video, "--top-p", 0, *base], "top_p=0.0 must be a number in (0, 1]"),
         (["generate", "--class", "0", "--top-p", "1.5", *base], "top_p=1.5 must be a number in (0, 1]"),
+        (["generate", "--class", "0", "--temperature", "-2", *base], "temperature=-2.0 must be a number in [0, 10]"),
         (["predict", video, "--class", "purple hexagon", *base], "unknown class 'purple hexagon'"),
         (["outpaint", video, "-o", tmp_path / "x.avi", "--model", folder], "output 'x.avi': use one of"),
         (["generate", "--class", "0", "a prompt", *base], "give a PROMPT or --class, not both"),

@@ -473,8 +473,9 @@ def test_pixel_guidance_reaches_the_catalogue_info_and_web_defaults(folder, tmp_
     assert (entry.default_guidance, entry.pixel_guidance) == (2.0, 1.0)
     assert webapp.default_guidance(entry) == 2.0 and webapp.default_guidance(entry, video_tasks=True) == 1.0
     assert vidgen_main(["info", str(tuned)]) == 0
-    assert re.search(r"^defaults +3 steps, guidance 2.0 \(tasks given a video: 1.0\)$", capsys.readouterr().out,
-                     re.MULTILINE)
+    out = capsys.readouterr().out
+    assert re.search(r"^defaults +3 steps, guidance 2.0 \(tasks given a video: 1.0\)$", out, re.MULTILINE)
+    assert re.search(r"^sampling +temperature 1, top-p 1 \(class- and text-conditioned", out, re.MULTILINE)
 
 
 def test_web_app_runs_the_pipeline(folder, pipe, tmp_path):
@@ -520,6 +521,47 @@ def test_web_app_runs_the_pipeline(folder, pipe, tmp_path):
         app.generate_class(key, "purple", 0, 2, 2.0)
     with pytest.raises(VidgenError, match="steps"):
         app.generate_class(key, "digit 3", 0, 99, 2.0)
+
+
+def test_web_app_token_sampling_controls(tmp_path):
+    """The page's temperature and top-p reach the MAGVIT pipeline (defaults from pipeline.json), are named
+    in the status line, and bad values are refused with the allowed range."""
+    folder = make_magvit_folder(tmp_path / "nucleus", top_p=0.7, temperature=0.9)
+    pipe = load_pipeline(folder, device="cpu", text_encoder=StubTextEncoder())
+    cache = webapp.PipelineCache(loader=lambda source, device=None: pipe)
+    app = webapp.WebApp(webapp.served_models([str(folder)]), Limits(max_frames=9, max_size=64, max_steps=10), cache,
+                        output_dir=tmp_path / "out")
+    key = str(folder)
+    options = app.text_options(key)
+    assert (options["samples_tokens"], options["temperature"], options["top_p"]) == (True, 0.9, 0.7)
+    plain = webapp.sampling_options(describe_model(make_magvit_folder(tmp_path / "plain")))
+    assert (plain["temperature"], plain["top_p"]) == (1.0, 1.0)  # MagvitPipeline's own defaults
+
+    mp4, _, status = app.generate_class(key, "digit 3", 4, 2, 2.0, top_p=0.5, temperature=1.0)
+    assert "temperature 1, top-p 0.5" in status
+    direct = pipe.generate_class("digit 3", seed=4, num_inference_steps=2, guidance_scale=2.0, top_p=0.5,
+                                 temperature=1.0, progress=False)
+    assert np.array_equal(read_video(mp4).frames, read_video(direct.save(tmp_path / "cg.mp4")).frames)
+    default_mp4, _, status = app.generate_class(key, "digit 3", 4, 2, 2.0)
+    assert "temperature 0.9, top-p 0.7" in status
+    assert not np.array_equal(read_video(default_mp4).frames, read_video(mp4).frames)
+
+    mp4, _, status = app.generate("a red circle moving left", "", key, 1, 2, 2.0, T, H, W, top_p=0.5,
+                                  temperature=0.0)
+    assert "temperature 0, top-p 0.5" in status
+    direct = pipe("a red circle moving left", seed=1, num_inference_steps=2, guidance_scale=2.0, top_p=0.5,
+                  temperature=0.0, progress=False)
+    assert np.array_equal(read_video(mp4).frames, read_video(direct.save(tmp_path / "t2v.mp4")).frames)
+    with pytest.raises(VidgenError, match=r"top_p.*0.*\(0, 1\]"):
+        app.generate("a red circle moving left", "", key, 1, 2, 2.0, T, H, W, top_p=0.0)
+    with pytest.raises(VidgenError, match="temperature='hot' is not a number"):
+        app.generate_class(key, "digit 3", 4, 2, 2.0, temperature="hot")
+
+    demo = webapp.build_app([str(folder)], Limits(max_frames=9, max_size=64))
+    props = {c["props"].get("elem_id"): c["props"] for c in demo.get_config_file()["components"]}
+    for prefix in ("t2v", "class"):
+        assert props[f"{prefix}-top-p"]["value"] == 0.7 and props[f"{prefix}-top-p"]["interactive"] is True
+        assert props[f"{prefix}-temperature"]["value"] == 0.9
 
 
 def test_web_page_shows_the_class_menu_for_magvit(folder):

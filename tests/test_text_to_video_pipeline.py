@@ -101,6 +101,11 @@ def test_save_load_round_trip_and_cli(pipe, tmp_path):
                           str(tmp_path / "x.mp4"), "--model", str(folder), "--frames", "8"],
                          check=False, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "num_frames=8 is not allowed" in bad.stderr and "Traceback" not in bad.stderr
+    for flag in ("--temperature", "--top-p"):  # token-sampling options are refused for a diffusion model
+        refused = subprocess.run([sys.executable, "-m", "vidgen.cli.main", "generate", "a red circle", "-o",
+                                  str(tmp_path / "x.mp4"), "--model", str(folder), flag, "0.5"],
+                                 check=False, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and f"{flag} applies to token models" in refused.stderr, refused.stderr
     missing = subprocess.run([sys.executable, "-m", "vidgen.cli.main", "generate", "x", "-o", "x.mp4", "--model",
                               str(tmp_path / "nope")], check=False, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "neither a local folder nor a bundled model" in missing.stderr

@@ -258,6 +258,20 @@ def test_text_options_follow_model_and_limits(folders, tmp_path):
     assert options["steps"] == 2 and options["guidance"] == 3.0
     assert [m.key for m in app.text_models()] == [str(folders[0])]
     assert [m.key for m in app.task_models()] == [str(folders[1])]
+    # A diffusion model samples no tokens: temperature and top-p stay at 1 (off).
+    assert (options["samples_tokens"], options["temperature"], options["top_p"]) == (False, 1.0, 1.0)
+
+
+def test_token_sampling_is_refused_for_a_diffusion_model(folders, tmp_path):
+    app, pipes, _ = make_app(folders, tmp_path)
+    key = str(folders[0])
+    for name, value in (("temperature", 0.5), ("top_p", 0.8)):
+        with pytest.raises(VidgenError, match=rf"{name}={value:g}: model .* does not sample tokens.*only 1 \(off\)"):
+            app.generate("a red circle", "", key, 0, 2, 3.0, 5, 32, 32, **{name: value})
+    assert pipes[key].calls == []
+    # The page's locked sliders send 1 and 1: accepted, and nothing extra reaches the pipeline.
+    _, _, status = app.generate("a red circle", "", key, 0, 2, 3.0, 5, 32, 32, temperature=1.0, top_p=1.0)
+    assert len(pipes[key].calls) == 1 and "top-p" not in status
 
 
 def test_autoguidance_control_follows_the_weak_transformer(folders, tmp_path):
@@ -357,6 +371,8 @@ def test_page_layout_queue_and_missing_task_model_message(folders):
     assert [c[1] for c in props["t2v-frames"]["choices"]] == [1, 5, 9] and props["t2v-frames"]["value"] == 9
     assert [c[1] for c in props["t2v-height"]["choices"]] == [16, 32, 48, 64]
     assert props["t2v-autoguidance"]["value"] == 0.0 and props["t2v-autoguidance"]["interactive"] is False
+    assert props["t2v-top-p"]["value"] == 1.0 and props["t2v-top-p"]["interactive"] is False
+    assert props["t2v-temperature"]["interactive"] is False
     jobs = [fn for fn in demo.fns.values() if fn.name == "on_generate"]
     assert jobs and all(fn.concurrency_limit == 1 and fn.concurrency_id == webapp.CONCURRENCY_ID for fn in jobs)
 

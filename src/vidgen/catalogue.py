@@ -39,6 +39,8 @@ TASKS_BY_CLASS = {
 # Pipelines that take exactly one clip shape (num_frames x height x width from pipeline.json): MAGVIT's
 # transformer has one learned position per token of a fixed grid.
 FIXED_SHAPE_CLASSES = ("MagvitPipeline",)
+# Pipelines that draw discrete tokens (temperature and top-p apply) rather than denoise.
+TOKEN_SAMPLING_CLASSES = ("MagvitPipeline",)
 # The video-to-video tasks the web app offers (MAGVIT's conditional tasks, grouped by what the user does).
 VIDEO_TASKS = ("predict", "interpolate", "inpaint", "outpaint")
 
@@ -58,6 +60,9 @@ class ModelEntry:
     class_names: the class names of a class-conditional model (pipeline.json `class_names`), by class id.
     untrained_classes: class ids its training data never had (pipeline.json `untrained_classes`); the
         pipeline rejects them, so menus offer `trained_class_names`.
+    temperature / top_p: the token sampling defaults of the class- and text-conditioned generation of a
+        pipeline that draws tokens (pipeline.json `temperature` / `top_p`, else 1 and 1); None for the
+        others (diffusion), which have no such settings.
     """
 
     name: str
@@ -86,6 +91,12 @@ class ModelEntry:
     fixed_shape: bool = False
     class_names: list[str] = field(default_factory=list)
     untrained_classes: list[int] = field(default_factory=list)
+    temperature: float | None = None
+    top_p: float | None = None
+
+    @property
+    def samples_tokens(self) -> bool:
+        return self.temperature is not None
 
     @property
     def trained_class_names(self) -> list[str]:
@@ -213,6 +224,10 @@ def _optional(settings: dict[str, Any], key: str, kind: type) -> Any:
         return None
 
 
+def _with_default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def _steps(components: dict[str, dict[str, Any]]) -> tuple[int | None, int | None]:
     """(frame_step, size_step) from the component configs: the VAE's temporal compression, and its
     spatial compression times the transformer's patch size."""
@@ -246,6 +261,7 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
     num_frames = _optional(settings, "num_frames", int)
     height, width = _optional(settings, "height", int), _optional(settings, "width", int)
     fixed_shape = is_pipeline and class_name in FIXED_SHAPE_CLASSES
+    samples_tokens = is_pipeline and class_name in TOKEN_SAMPLING_CLASSES
     max_frames = _optional(settings, "max_frames", int) or (49 if is_pipeline else None)
     max_size = _optional(settings, "max_size", int) or (256 if is_pipeline else None)
     if fixed_shape:
@@ -281,6 +297,8 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
         class_names=[str(c) for c in class_names] if isinstance(class_names, (list, tuple)) else [],
         untrained_classes=[int(i) for i in untrained if isinstance(i, int) and not isinstance(i, bool)]
         if isinstance(untrained, (list, tuple)) else [],
+        temperature=_with_default(_optional(settings, "temperature", float), 1.0) if samples_tokens else None,
+        top_p=_with_default(_optional(settings, "top_p", float), 1.0) if samples_tokens else None,
     )
 
 

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sampler", default=None,  # checked by the pipeline (vidgen.diffusion.SAMPLERS)
                         help="sampler (default: the model's): dpm++ (DPM-Solver++(2M)), dpm++-sde (its SDE "
                              "variant, CogVideoX's) or ddim")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="token models (MAGVIT): token sampling temperature (default: the model's, 1 for "
+                             "magvit-shapes; 0 = the most likely token)")
     parser.add_argument("--top-p", type=float, default=None,
                         help="token models (MAGVIT): nucleus sampling, drawing only from the most likely tokens "
                              "holding this much probability (default: the model's, 0.8 for magvit-shapes; 1 = off)")
@@ -81,11 +84,12 @@ def run(args: argparse.Namespace) -> int:
     if args.autoguidance is not None:
         require_diffusion_option(pipe, "autoguidance_scale", "--autoguidance", args.model, "has no autoguidance")
         extra["autoguidance_scale"] = args.autoguidance
-    if args.top_p is not None:
-        if "top_p" not in inspect.signature(pipe.__call__).parameters:
-            raise VidgenError(f"--top-p applies to token models such as magvit-shapes; {args.model!r} "
-                              f"({type(pipe).__name__}) samples no tokens")
-        extra["top_p"] = args.top_p
+    for flag, name in (("--temperature", "temperature"), ("--top-p", "top_p")):
+        if getattr(args, name) is not None:
+            if name not in inspect.signature(pipe.__call__).parameters:
+                raise VidgenError(f"{flag} applies to token models such as magvit-shapes; {args.model!r} "
+                                  f"({type(pipe).__name__}) samples no tokens")
+            extra[name] = getattr(args, name)
     video = pipe(args.prompt, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
                  negative_prompt=args.negative_prompt,
                  num_frames=args.frames if args.frames is not None else int(settings.get("num_frames", 17)),
@@ -119,7 +123,8 @@ def _run_class(args: argparse.Namespace, outputs: list[Path]) -> int:
         raise VidgenError(f"--class needs a class-conditional model such as magvit-shapes; {args.model!r} "
                           f"({type(pipe).__name__}) has no class-conditional generation")
     video = pipe.generate_class(args.class_label, seed=args.seed, num_inference_steps=args.steps,
-                                guidance_scale=args.guidance, top_p=args.top_p, progress=not args.no_progress)
+                                guidance_scale=args.guidance, temperature=args.temperature, top_p=args.top_p,
+                                progress=not args.no_progress)
     save_outputs(video, outputs, args.fps, f"class {video.info.get('class_name', video.info.get('class_id'))!r}, "
                  f"seed {args.seed}, generated in {video.info['seconds']:.2f} s")
     return 0

@@ -87,6 +87,12 @@ def run_info(args: argparse.Namespace) -> int:
          + (f" (tasks given a video: {entry.pixel_guidance})" if entry.pixel_guidance is not None else "")
          + (f", autoguidance {entry.default_autoguidance}" if entry.default_autoguidance else "")
          if entry.default_steps is not None else "-"),
+    ]
+    if entry.samples_tokens:
+        sampling = (f"temperature {entry.temperature:g}, top-p {entry.top_p:g} (class- and text-conditioned "
+                    f"tokens; --temperature / --top-p override)")
+        rows.append(("sampling", sampling))
+    rows += [
         ("parameters", f"{format_count(entry.parameters)} ({entry.parameters:,})"),
         ("size on disk", format_bytes(entry.disk_bytes)),
         ("components", ", ".join(entry.components) or "-"),

@@ -6,11 +6,12 @@
 
 Tabs
     Text to video   prompt, negative prompt, model, seed, steps, guidance, autoguidance (models with a
-                    weak transformer), frames and size (only the values the chosen model takes, within the
-                    server's limits) -> a playable mp4, plus mp4 and GIF downloads. Example prompts fill
-                    the prompt box.
+                    weak transformer), temperature and top-p (models that sample tokens: MAGVIT), frames
+                    and size (only the values the chosen model takes, within the server's limits) -> a
+                    playable mp4, plus mp4 and GIF downloads. Example prompts fill the prompt box.
     Video tasks     predict / interpolate / inpaint / outpaint an uploaded video, for models whose
                     pipeline offers tasks (see below). Without such a model the tab says which are needed.
+    Class to video  class-conditional models (MAGVIT): class, seed, steps, guidance, temperature, top-p.
 
 Protecting the machine: one job runs at a time (every event shares one concurrency slot of size 1, the
 rest wait in a bounded queue); frames, size, steps and uploads are capped by `Limits`; pipelines are
@@ -250,6 +251,8 @@ class WebApp:
             # Autoguidance needs the pipeline's weak transformer; without it the control stays at 0, locked.
             "has_autoguidance": has_autoguidance(e),
             "autoguidance": (e.default_autoguidance or 0.0) if has_autoguidance(e) else 0.0,
+            # Token sampling (MAGVIT): temperature and top-p; diffusion models have none (locked at 1 and 1).
+            **sampling_options(e),
         }
 
     def describe(self, key: str) -> str:
@@ -288,12 +291,14 @@ class WebApp:
     # ---- text to video
 
     def generate(self, prompt: str, negative_prompt: str | None, model_key: str, seed, steps, guidance,
-                 num_frames, height, width, autoguidance=None, progress: Callable[..., Any] | None = None
-                 ) -> tuple[str, list[str], str]:
+                 num_frames, height, width, autoguidance=None, progress: Callable[..., Any] | None = None,
+                 temperature=None, top_p=None) -> tuple[str, list[str], str]:
         """-> (mp4 path for the player, [mp4, gif] for download, status markdown).
 
         autoguidance: the autoguidance scale (None = the model's default; only models with a weak
-        transformer take one above 0)."""
+        transformer take one above 0).
+        temperature, top_p: token sampling of a model that draws tokens (MAGVIT; None = its pipeline.json
+        defaults); a diffusion model takes only None or 1 (off)."""
         model = self.model(model_key)
         if "text-to-video" not in model.entry.tasks:
             raise VidgenError(f"model {model_key!r} does not do text-to-video (its tasks: "
@@ -310,6 +315,7 @@ class WebApp:
         elif autoguidance is not None and float(autoguidance) != 0:
             raise VidgenError(f"autoguidance={float(autoguidance):g}: model {model.entry.name!r} has no weak "
                               "transformer (autoguidance_transformer/), so only 0 (off) is allowed")
+        extra.update(sampling_arguments(model.entry, temperature, top_p))
         prompt = prompt if isinstance(prompt, str) else ""
         negative_prompt = negative_prompt.strip() if isinstance(negative_prompt, str) else ""
         negative_prompt = negative_prompt or None
@@ -317,7 +323,8 @@ class WebApp:
             progress(0.0, desc=f"loading {model.key}" if model.source not in self.cache else "starting")
         pipe = self.cache.get(model.source)
         # The pipeline's own rules (prompt, 4k+1 frames, size multiples), before any heavy work.
-        pipe.check_request(prompt, num_frames, height, width, steps, guidance, negative_prompt, **extra)
+        pipe.check_request(prompt, num_frames, height, width, steps, guidance, negative_prompt,
+                           **{k: v for k, v in extra.items() if k == "autoguidance_scale"})
 
         def on_step(state: dict) -> None:
             if progress is not None:
@@ -332,14 +339,17 @@ class WebApp:
         mp4, gif = self._save(video, f"{_slug(prompt)}-seed{seed}")
         autoguided = f", autoguidance {extra['autoguidance_scale']:g}" if extra.get("autoguidance_scale") else ""
         status = (f"Generated {video.num_frames} frames at {height}x{width} in {video.info.get('seconds', 0):.1f} s "
-                  f"with **{model.entry.name}** (seed {seed}, {steps} steps, guidance {guidance:g}{autoguided}).")
+                  f"with **{model.entry.name}** (seed {seed}, {steps} steps, guidance {guidance:g}{autoguided}"
+                  f"{sampling_text(video.info)}).")
         return str(mp4), [str(mp4), str(gif)], status
 
     # ---- class to video
 
     def generate_class(self, model_key: str, class_label: str | int | None, seed, steps, guidance,
-                       progress: Callable[..., Any] | None = None) -> tuple[str, list[str], str]:
-        """Class-conditional generation -> (mp4 path for the player, [mp4, gif] for download, status)."""
+                       progress: Callable[..., Any] | None = None, temperature=None, top_p=None
+                       ) -> tuple[str, list[str], str]:
+        """Class-conditional generation -> (mp4 path for the player, [mp4, gif] for download, status).
+        temperature, top_p: token sampling (None = the model's pipeline.json defaults)."""
         model = self.model(model_key)
         if model not in self.class_models():
             raise VidgenError(f"model {model_key!r} does not do class-to-video (its tasks: "
@@ -350,6 +360,7 @@ class WebApp:
         _, _, _, steps = check_limits(self.limits, e.num_frames or 16, e.height or 64, e.width or 64, steps)
         seed = check_seed(seed)
         guidance = float(guidance) if guidance is not None else 0.0
+        sampling = sampling_arguments(e, temperature, top_p)
         if progress is not None:
             progress(0.0, desc=f"loading {model.key}" if model.source not in self.cache else "starting")
         pipe = self.cache.get(model.source)
@@ -359,11 +370,11 @@ class WebApp:
                 progress((int(state["i"]) + 1, int(state.get("num_steps", steps))), desc="decoding", unit="steps")
 
         video = pipe.generate_class(class_label, seed=seed, num_inference_steps=steps, guidance_scale=guidance,
-                                    progress=False, callback=on_step)
+                                    progress=False, callback=on_step, **sampling)
         name = video.info.get("class_name", class_label)
         mp4, gif = self._save(video, f"class-{_slug(str(name))}-seed{seed}")
         status = (f"Class {name!r} with **{e.name}**: {video.num_frames} frames in {video.info.get('seconds', 0):.1f} s "
-                  f"(seed {seed}, {steps} steps, guidance {guidance:g}).")
+                  f"(seed {seed}, {steps} steps, guidance {guidance:g}{sampling_text(video.info)}).")
         return str(mp4), [str(mp4), str(gif)], status
 
     # ---- video tasks
@@ -497,6 +508,7 @@ def _text_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
                 autoguidance = gr.Slider(0.0, 10.0, value=opts["autoguidance"], step=0.5,
                                          label="Autoguidance (away from the weak model)",
                                          interactive=opts["has_autoguidance"], elem_id="t2v-autoguidance")
+            temperature, top_p = _sampling_row(gr, opts, "t2v")
             with gr.Row():
                 frames = gr.Dropdown(opts["frames"], value=opts["num_frames"], label="Frames", elem_id="t2v-frames")
                 height = gr.Dropdown(opts["sizes"], value=opts["height"], label="Height", elem_id="t2v-height")
@@ -518,21 +530,23 @@ def _text_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
         return (gr.update(choices=o["frames"], value=o["num_frames"]), gr.update(choices=o["sizes"], value=o["height"]),
                 gr.update(choices=o["sizes"], value=o["width"]), gr.update(value=o["steps"]),
                 gr.update(value=o["guidance"]),
-                gr.update(value=o["autoguidance"], interactive=o["has_autoguidance"]), app.describe(key))
+                gr.update(value=o["autoguidance"], interactive=o["has_autoguidance"]), app.describe(key),
+                *_sampling_updates(gr, o))
 
     model.change(on_model, inputs=[model],
-                 outputs=[frames, height, width, steps, guidance, autoguidance, model_info],
+                 outputs=[frames, height, width, steps, guidance, autoguidance, model_info, temperature, top_p],
                  queue=False, api_visibility="private")
 
     def on_generate(prompt_, negative_, key, seed_, steps_, guidance_, frames_, height_, width_, autoguidance_,
+                    temperature_=None, top_p_=None,
                     progress=gr.Progress()):  # noqa: B008 -- gradio's way to ask for a progress bar
         try:
             return app.generate(prompt_, negative_, key, seed_, steps_, guidance_, frames_, height_, width_,
-                                autoguidance_, progress=progress)
+                                autoguidance_, progress=progress, temperature=temperature_, top_p=top_p_)
         except Exception as error:  # noqa: BLE001 -- every failure becomes a message in the page
             raise _user_error(error) from None
 
-    inputs = [prompt, negative, model, seed, steps, guidance, frames, height, width, autoguidance]
+    inputs = [prompt, negative, model, seed, steps, guidance, frames, height, width, autoguidance, temperature, top_p]
     event = {"fn": on_generate, "inputs": inputs, "outputs": [video, files, status], "concurrency_limit": 1,
              "concurrency_id": CONCURRENCY_ID, "api_name": "generate"}
     button.click(**event)
@@ -544,6 +558,40 @@ def has_autoguidance(entry: Any) -> bool:
     from vidgen.pipelines.text_to_video import AUTOGUIDANCE_FOLDER
 
     return AUTOGUIDANCE_FOLDER in entry.components
+
+
+def sampling_options(entry: Any) -> dict[str, Any]:
+    """The token-sampling controls of a model: {"samples_tokens", "temperature", "top_p"} (its pipeline.json
+    defaults; 1 and 1, locked, for a model that does not draw tokens)."""
+    if not entry.samples_tokens:
+        return {"samples_tokens": False, "temperature": 1.0, "top_p": 1.0}
+    return {"samples_tokens": True, "temperature": entry.temperature, "top_p": entry.top_p}
+
+
+def sampling_arguments(entry: Any, temperature: Any, top_p: Any) -> dict[str, float]:
+    """The temperature= / top_p= keywords to pass a pipeline ({} = its defaults). The pipeline checks the
+    ranges; here only that a model which draws no tokens gets none (1 = off is accepted, as the page's
+    locked sliders send it)."""
+    given = {name: value for name, value in (("temperature", temperature), ("top_p", top_p)) if value is not None}
+    for name, value in given.items():
+        try:
+            given[name] = float(value)
+        except (TypeError, ValueError):
+            raise VidgenError(f"{name}={value!r} is not a number") from None
+    if entry.samples_tokens:
+        return given
+    for name, value in given.items():
+        if value != 1.0:
+            raise VidgenError(f"{name}={value:g}: model {entry.name!r} does not sample tokens ({entry.system} "
+                              f"denoises), so only 1 (off) is allowed")
+    return {}
+
+
+def sampling_text(info: dict[str, Any]) -> str:
+    """", temperature 1, top-p 0.8" for the status line of a token-sampling result, else ""."""
+    if "top_p" not in info or "temperature" not in info:
+        return ""
+    return f", temperature {float(info['temperature']):g}, top-p {float(info['top_p']):g}"
 
 
 def default_guidance(entry: Any, video_tasks: bool = False) -> float:
@@ -564,6 +612,23 @@ def _seed_steps_guidance(gr, app: WebApp, model: ServedModel, video_tasks: bool 
         guidance = gr.Slider(0.0, 20.0, value=default_guidance(model.entry, video_tasks), step=0.5,
                              label="Guidance")
     return seed, steps, guidance
+
+
+def _sampling_row(gr, options: dict[str, Any], prefix: str) -> tuple[Any, Any]:
+    """Token sampling: temperature and top-p sliders, editable only for a model that draws tokens (MAGVIT);
+    for the others they stay at 1 and 1 (off), locked."""
+    with gr.Row():
+        temperature = gr.Slider(0.0, 2.0, value=options["temperature"], step=0.05,
+                                label="Temperature (token sampling; 0 = most likely)",
+                                interactive=options["samples_tokens"], elem_id=f"{prefix}-temperature")
+        top_p = gr.Slider(0.05, 1.0, value=options["top_p"], step=0.05, label="Top-p (nucleus; 1 = off)",
+                          interactive=options["samples_tokens"], elem_id=f"{prefix}-top-p")
+    return temperature, top_p
+
+
+def _sampling_updates(gr, options: dict[str, Any]) -> tuple[Any, Any]:
+    return (gr.update(value=options["temperature"], interactive=options["samples_tokens"]),
+            gr.update(value=options["top_p"], interactive=options["samples_tokens"]))
 
 
 def _result_column(gr, prefix: str) -> tuple[Any, Any, Any]:
@@ -644,23 +709,28 @@ def _class_to_video_tab(gr, app: WebApp, models: list[ServedModel]) -> None:
             class_box = gr.Dropdown(first.entry.trained_class_names, value=first.entry.trained_class_names[0], label="Class",
                                     elem_id="class-class")
             seed, steps, guidance = _seed_steps_guidance(gr, app, first)
+            temperature, top_p = _sampling_row(gr, sampling_options(first.entry), "class")
             button = gr.Button("Generate", variant="primary", elem_id="class-generate")
         video, files, status = _result_column(gr, "class")
 
     def on_model(key):
         m = app.model(key)
-        return gr.update(choices=m.entry.trained_class_names, value=m.entry.trained_class_names[0]), app.describe(key)
+        return (gr.update(choices=m.entry.trained_class_names, value=m.entry.trained_class_names[0]), app.describe(key),
+                *_sampling_updates(gr, sampling_options(m.entry)))
 
-    model.change(on_model, inputs=[model], outputs=[class_box, model_info], queue=False, api_visibility="private")
+    model.change(on_model, inputs=[model], outputs=[class_box, model_info, temperature, top_p], queue=False,
+                 api_visibility="private")
 
-    def on_generate(key, class_, seed_, steps_, guidance_,
+    def on_generate(key, class_, seed_, steps_, guidance_, temperature_=None, top_p_=None,
                     progress=gr.Progress()):  # noqa: B008 -- gradio's way to ask for a progress bar
         try:
-            return app.generate_class(key, class_, seed_, steps_, guidance_, progress=progress)
+            return app.generate_class(key, class_, seed_, steps_, guidance_, progress=progress,
+                                      temperature=temperature_, top_p=top_p_)
         except Exception as error:  # noqa: BLE001 -- every failure becomes a message in the page
             raise _user_error(error) from None
 
-    button.click(on_generate, inputs=[model, class_box, seed, steps, guidance], outputs=[video, files, status],
+    button.click(on_generate, inputs=[model, class_box, seed, steps, guidance, temperature, top_p],
+                 outputs=[video, files, status],
                  concurrency_limit=1, concurrency_id=CONCURRENCY_ID, api_name="class_to_video")
 
 
