@@ -410,7 +410,7 @@ def test_log_samples_eval_and_export(tmp_path):
     assert torch.equal(raw["net.0.weight"], trainer.model.net[0].weight.detach().to(torch.bfloat16))
 
 
-def test_bf16_autocast_and_non_finite_loss(tmp_path):
+def test_bf16_autocast_and_non_finite_loss(tmp_path, monkeypatch):
     dtypes = []
 
     def objective(model, batch, generator):
@@ -418,11 +418,21 @@ def test_bf16_autocast_and_non_finite_loss(tmp_path):
         dtypes.append(pred.dtype)
         return {"loss": (pred.float() - batch["y"]).pow(2).mean()}
 
+    # train.bf16 = true autocasts where bf16 is native (vidgen.devices.bf16_is_fast) ...
+    monkeypatch.setattr("vidgen.training.trainer.bf16_is_fast", lambda device: True)
     trainer = Trainer(tiny_model(), objective, toy_dataset(), config(steps=2, bf16=True), tmp_path / "a",
                       progress=False, log_fn=lambda s: None)
     result = trainer.train()
     assert set(dtypes) == {torch.bfloat16} and math.isfinite(result.losses["loss"])
     assert trainer.model.net[0].weight.dtype == torch.float32  # weights stay fp32
+    # ... and trains in float32, saying so, where it would be emulated (~100x slower).
+    monkeypatch.setattr("vidgen.training.trainer.bf16_is_fast", lambda device: False)
+    dtypes.clear()
+    said = []
+    Trainer(tiny_model(), objective, toy_dataset(), config(steps=2, bf16=True), tmp_path / "c",
+            progress=False, log_fn=said.append).train()
+    assert set(dtypes) == {torch.float32}
+    assert any("train.bf16 = true, but bf16 is not native" in line and "float32" in line for line in said)
 
     def nan_objective(model, batch, generator):
         return {"loss": model(batch["x"]).sum() * float("nan")}

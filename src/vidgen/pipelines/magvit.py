@@ -61,12 +61,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidgen.devices import autocast_context, bf16_is_fast, default_device
 from vidgen.errors import CheckpointError, VidgenError
 from vidgen.generators.decoding import decode_nonautoregressive
 from vidgen.generators.masked_transformer import MaskedTokenTransformer
 from vidgen.modeling import read_json, resolve_model_path, write_json
 from vidgen.pipelines.output import GeneratedVideo
-from vidgen.pipelines.text_to_video import _bf16_is_fast, autocast_context, default_device
 from vidgen.tasks import Task, class_frame_prediction, frame_interpolation, frame_prediction, get_task
 from vidgen.tasks.commit import prepare_condition
 from vidgen.tasks.registry import USER_TASK_MODES
@@ -138,7 +138,7 @@ class MagvitPipeline:
         self.settings = dict(settings or {})
         self.name = name
         # bf16 autocast for the transformer where it is fast (AVX512-bf16 CPUs, recent GPUs); never fp16.
-        self.bf16 = _bf16_is_fast(self.device) if bf16 is None else bool(bf16)
+        self.bf16 = bf16_is_fast(self.device) if bf16 is None else bool(bf16)
         # The text encoder (90 MB for MiniLM) is loaded on the first text-to-video call only.
         self._text_encoder = text_encoder
         self._check_components()

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vidgen.devices import autocast_context, bf16_is_fast, default_device
 from vidgen.diffusion.guidance import cfg_model_fn
 from vidgen.diffusion.latent_norm import LatentNormalizer
 from vidgen.diffusion.rng import randn
@@ -53,17 +53,6 @@ def check_weak_transformer(transformer: CogVideoXTransformer, weak: CogVideoXTra
         if getattr(weak.config, key) != getattr(transformer.config, key):
             raise VidgenError(f"{what} has {key}={getattr(weak.config, key)!r} but the transformer has "
                               f"{getattr(transformer.config, key)!r}: it must read the same latents and text")
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast_context(device: torch.device, enabled: bool):
-    """bf16 autocast where it helps (AVX512-bf16 CPUs, recent GPUs); never fp16 on CPU."""
-    if not enabled:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 class CogVideoXPipeline:
@@ -95,7 +84,7 @@ class CogVideoXPipeline:
         self.text_encoder = load_text_encoder(text_encoder_name, max_length=int(self.settings.get("text_max_length", 32)),
                                               device=self.device)
         # bf16 autocast pays on CPUs with AVX512-bf16 and on GPUs; it is off on other CPUs.
-        self.bf16 = _bf16_is_fast(self.device) if bf16 is None else bool(bf16)
+        self.bf16 = bf16_is_fast(self.device) if bf16 is None else bool(bf16)
 
     # ------------------------------------------------------------------ loading and saving
 
@@ -282,23 +271,3 @@ class CogVideoXPipeline:
                 "guidance_scale": guidance, "autoguidance_scale": autoguidance, "sampler": sampler, "model": self.name,
                 "seconds": round(time.perf_counter() - started, 3)}
         return GeneratedVideo(video, fps=self.fps, info=info)
-
-
-def _bf16_is_fast(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.backends.cpu.get_cpu_capability().startswith("AVX512")) and _cpu_has_bf16()
-        except AttributeError:
-            return False
-    return False
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:
-        return False

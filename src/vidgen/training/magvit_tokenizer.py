@@ -180,9 +180,9 @@ class TokenCorruptor:
     def __call__(self, tokens: torch.Tensor, class_ids: torch.Tensor | None,
                  generator: torch.Generator | None) -> torch.Tensor:
         """tokens (B, t, h, w) int64, class_ids (B,) (-1 = none) -> corrupted tokens (B, t, h, w)."""
+        from vidgen.devices import autocast_context
         from vidgen.diffusion.rng import rand
         from vidgen.generators.decoding import sample_logits
-        from vidgen.pipelines.text_to_video import autocast_context
         from vidgen.tasks import get_task
         from vidgen.tasks.masking import commit_inputs
 
@@ -374,9 +374,9 @@ def _inflated_weights(model: nn.Module, options: VQTrainOptions, log: Any) -> di
 
 def _token_corruptor(options: VQTrainOptions, context: BuildContext) -> TokenCorruptor:
     """The frozen transformer of `vq.token_noise_from` (decoder-only runs on whole clips only)."""
+    from vidgen.devices import bf16_is_fast
     from vidgen.generators.masked_transformer import MaskedTokenTransformer
     from vidgen.modeling import resolve_component
-    from vidgen.pipelines.text_to_video import _bf16_is_fast
 
     if not options.train_decoder_only:
         raise VidgenError("vq.token_noise_from needs vq.train_decoder_only = true: the transformer's tokens are "
@@ -389,7 +389,7 @@ def _token_corruptor(options: VQTrainOptions, context: BuildContext) -> TokenCor
     context.log(f"token noise: transformer {folder} refills {options.token_noise_ratio[0]:g}-"
                 f"{options.token_noise_ratio[1]:g} of the tokens of {options.token_noise_share:.0%} of the clips")
     return TokenCorruptor(transformer, options.token_noise_share, options.token_noise_ratio,
-                          bf16=_bf16_is_fast(context.device))
+                          bf16=bf16_is_fast(context.device))
 
 
 def build_vq(recipe: Recipe, context: BuildContext) -> TrainingSetup:

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidgen.devices import autocast_context, bf16_is_fast
 from vidgen.errors import CheckpointError, VidgenError
 from vidgen.modeling import PretrainedModel, atomic_save_safetensors
 from vidgen.training.checkpoint import (
@@ -82,7 +83,8 @@ class TrainConfig:
     ema: bool = True
     ema_decay: float = 0.999
     ema_warmup: bool = True
-    bf16: bool = False                # bf16 autocast for forward/backward (weights stay float32)
+    bf16: bool = False                # bf16 autocast for forward/backward (weights stay float32) where
+                                      # bf16 is native (vidgen.devices.bf16_is_fast); float32 elsewhere
     seed: int = 0
     device: str = "auto"              # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     num_workers: int = 0              # DataLoader worker processes
@@ -226,6 +228,8 @@ class Trainer:
         self.config = config
         self.keep_steps = frozenset(config.keep_steps) | frozenset(int(s) for s in keep_steps)
         self.device = resolve_device(config.device)
+        # bf16 autocast only where it is fast: emulated bf16 (CPUs without AVX512-bf16/AMX) is ~100x slower.
+        self.bf16 = bool(config.bf16) and bf16_is_fast(self.device)
         self.run_dir = Path(run_dir)
         self.checkpoint_root = self.run_dir / "checkpoints"
         self.objective = objective
@@ -345,9 +349,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.bf16:
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_context(self.device, self.bf16)
 
     def _eval_model(self) -> nn.Module:
         return self.ema.model if self.ema is not None else self.model
@@ -378,6 +380,9 @@ class Trainer:
         window: dict[str, float] = {}
         counts: dict[str, int] = {}  # an objective may report some entries only on some steps
         window_steps, window_time = 0, 0.0
+        if config.bf16 and not self.bf16 and self.step < config.steps:
+            self.log_fn(f"train.bf16 = true, but bf16 is not native on {self.device} (no AVX512-bf16 or AMX on "
+                        f"this CPU; emulated bf16 is ~100x slower): training in float32")
         bar = None
         if self.progress and self.step < config.steps:
             from tqdm.auto import tqdm
