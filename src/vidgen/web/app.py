@@ -315,7 +315,7 @@ class WebApp:
         elif autoguidance is not None and float(autoguidance) != 0:
             raise VidgenError(f"autoguidance={float(autoguidance):g}: model {model.entry.name!r} has no weak "
                               "transformer (autoguidance_transformer/), so only 0 (off) is allowed")
-        extra.update(sampling_arguments(model.entry, temperature, top_p))
+        sampling = sampling_arguments(model.entry, temperature, top_p)  # token models only
         prompt = prompt if isinstance(prompt, str) else ""
         negative_prompt = negative_prompt.strip() if isinstance(negative_prompt, str) else ""
         negative_prompt = negative_prompt or None
@@ -323,8 +323,7 @@ class WebApp:
             progress(0.0, desc=f"loading {model.key}" if model.source not in self.cache else "starting")
         pipe = self.cache.get(model.source)
         # The pipeline's own rules (prompt, 4k+1 frames, size multiples), before any heavy work.
-        pipe.check_request(prompt, num_frames, height, width, steps, guidance, negative_prompt,
-                           **{k: v for k, v in extra.items() if k == "autoguidance_scale"})
+        pipe.check_request(prompt, num_frames, height, width, steps, guidance, negative_prompt, **extra)
 
         def on_step(state: dict) -> None:
             if progress is not None:
@@ -333,7 +332,7 @@ class WebApp:
 
         video = pipe(prompt, seed=seed, num_inference_steps=steps, guidance_scale=guidance,
                      negative_prompt=negative_prompt, num_frames=num_frames, height=height, width=width,
-                     progress=False, callback=on_step, **extra)
+                     progress=False, callback=on_step, **extra, **sampling)
         if progress is not None:
             progress(1.0, desc="encoding mp4 and GIF")
         mp4, gif = self._save(video, f"{_slug(prompt)}-seed{seed}")
