@@ -214,18 +214,15 @@ def _tasks(settings: dict[str, Any], class_name: str | None) -> tuple[list[str],
     return [], {}
 
 
-def _optional(settings: dict[str, Any], key: str, kind: type) -> Any:
+def _optional(settings: dict[str, Any], key: str, kind: type, default: Any = None) -> Any:
+    """settings[key] as `kind`; `default` when it is missing or not a `kind`."""
     value = settings.get(key)
     if value is None:
-        return None
+        return default
     try:
         return kind(value)
     except (TypeError, ValueError):
-        return None
-
-
-def _with_default(value: Any, default: Any) -> Any:
-    return default if value is None else value
+        return default
 
 
 def _steps(components: dict[str, dict[str, Any]]) -> tuple[int | None, int | None]:
@@ -297,8 +294,8 @@ def describe_model(name_or_path: str | os.PathLike) -> ModelEntry:
         class_names=[str(c) for c in class_names] if isinstance(class_names, (list, tuple)) else [],
         untrained_classes=[int(i) for i in untrained if isinstance(i, int) and not isinstance(i, bool)]
         if isinstance(untrained, (list, tuple)) else [],
-        temperature=_with_default(_optional(settings, "temperature", float), 1.0) if samples_tokens else None,
-        top_p=_with_default(_optional(settings, "top_p", float), 1.0) if samples_tokens else None,
+        temperature=_optional(settings, "temperature", float, 1.0) if samples_tokens else None,
+        top_p=_optional(settings, "top_p", float, 1.0) if samples_tokens else None,
     )
 
 

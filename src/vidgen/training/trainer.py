@@ -381,8 +381,8 @@ class Trainer:
         counts: dict[str, int] = {}  # an objective may report some entries only on some steps
         window_steps, window_time = 0, 0.0
         if config.bf16 and not self.bf16 and self.step < config.steps:
-            self.log_fn(f"train.bf16 = true, but bf16 is not native on {self.device} (no AVX512-bf16 or AMX on "
-                        f"this CPU; emulated bf16 is ~100x slower): training in float32")
+            self.log_fn(f"train.bf16 = true, but bf16 is not native on {self.device} (a CPU needs AVX512-bf16 "
+                        f"or AMX; emulated bf16 is ~100x slower): training in float32")
         bar = None
         if self.progress and self.step < config.steps:
             from tqdm.auto import tqdm
