@@ -31,6 +31,7 @@ import torch
 from vidgen.evaluation import magvit_tasks as mt
 from vidgen.evaluation.text_to_video import PROMPT_SETS
 from vidgen.tasks import get_task
+from vidgen.tasks.masking import SCHEDULES
 
 
 def training_clip_tokens(pipe, count: int, batch_size: int = 8) -> tuple[list[dict], torch.Tensor]:
@@ -206,6 +207,8 @@ def main() -> None:
                         help="Gumbel noise scale of the unmasking order (default: the model's, 4.5; pixel tasks keep a pixel_choice_temperature)")
     parser.add_argument("--top-p", type=float, default=None,
                         help="nucleus sampling of CG and T2V (default: the model's, pipeline.json; 1 = off)")
+    parser.add_argument("--schedule", default=None, choices=list(SCHEDULES),
+                        help="unmasking schedule (default: the model's, cosine; pixel tasks keep a pixel_schedule)")
     parser.add_argument("--seed", type=int, default=0, help="generation seed of the first clip (default 0)")
     parser.add_argument("--data-seed", type=int, default=0, help="dataset seed of the held-out clips (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
@@ -222,7 +225,8 @@ def main() -> None:
     pipe = load_pipeline(args.model, device=args.device, **({"bf16": False} if args.fp32 else {}))
     # Temperature and top-p overrides go through the pipeline's settings, which every task call reads by default.
     for key, value in (("temperature", args.temperature), ("pixel_temperature", args.pixel_temperature),
-                       ("choice_temperature", args.choice_temperature), ("top_p", args.top_p)):
+                       ("choice_temperature", args.choice_temperature), ("top_p", args.top_p),
+                       ("schedule", args.schedule)):
         if value is not None:
             pipe.settings[key] = value
     print(f"model {args.model}: {pipe!r}; torch {torch.__version__}, {args.threads} threads, "
@@ -235,6 +239,7 @@ def main() -> None:
               "pixel_temperature": pipe.decoding_default(get_task("FP"), "temperature"),
               "choice_temperature": pipe.decoding_default(get_task("T2V"), "choice_temperature"),
               "top_p": pipe.decoding_default(get_task("T2V"), "top_p"),
+              "schedule": pipe.decoding_schedule(get_task("T2V")),
               "torch": torch.__version__}
     if args.condition_use:
         report["condition_use"] = condition_use(pipe, args.condition_use)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -272,6 +273,27 @@ def test_smoke_resume_is_exact_and_reuses_the_cache(tmp_path, tokenizer_dir, smo
     a = load_safetensors(smoke_run / "final" / "model.safetensors")
     b = load_safetensors(split / "final" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_object_weight_marks_the_object_tokens_of_the_cached_clips(tmp_path, tokenizer_dir, smoke_run, capsys):
+    """objective.object_weight: the run finds the tokens objects cover in the clips (not in the cache) and
+    weighs them more: with every weight >= 1 the first steps' losses exceed the plain run's."""
+    run = tmp_path / "objects"
+    assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(run), "--set",
+               "objective.object_weight=3.0", *smoke_args(tokenizer_dir)) == 0
+    share = re.search(r"objective.object_weight = 3 on the tokens objects cover \(([\d.]+)% of the training tokens\)",
+                      capsys.readouterr().out)
+    assert share and 0 < float(share.group(1)) < 100
+
+    def losses(folder):
+        return [json.loads(line)["loss"] for line in (folder / "log.jsonl").read_text().splitlines()
+                if not json.loads(line).get("eval")]
+
+    assert all(weighted > plain for weighted, plain in zip(losses(run), losses(smoke_run)))
+    from vidgen.training.recipes import load_recipe
+
+    with pytest.raises(VidgenError, match="objective.object_weight = 0.0: expected a number > 0"):
+        load_recipe("magvit-shapes-transformer-smoke", ["objective.object_weight=0.0"])
 
 
 def test_recipe_errors_name_the_allowed_values(tmp_path):

@@ -16,6 +16,7 @@ from vidgen.layers.masks import causal_mask, local_window_mask, padding_mask, pr
 from vidgen.layers.rope import RotaryEmbedding1D
 from vidgen.layers.transformer import Transformer, TransformerBlock, TransformerConfig
 from vidgen.tasks import MagvitObjective, get_task, pixel_to_token_mask
+from vidgen.tasks.commit import object_token_mask
 
 
 @pytest.fixture(autouse=True)
@@ -310,6 +311,44 @@ def test_objective_loss_weights_the_parts():
                                                                                   torch.Generator().manual_seed(2))
     assert default["recon"] == parts["recon"]
     assert default["loss"] < parts["refine"] + parts["mask"] + parts["recon"]
+
+
+def test_object_token_mask_marks_the_supervoxels_an_object_touches():
+    video = -torch.ones(2, 3, 4, 16, 16)
+    video[0, 1, 2, 5:7, 9:10] = 0.5  # green, frame 2, rows 5-6, column 9: supervoxel (1, 1, 2)
+    video[1, :, :, :, :] = -0.95  # near-black everywhere: background
+    mask = object_token_mask(video, (2, 4, 4))
+    expected = torch.zeros(2, 2, 4, 4, dtype=torch.bool)
+    expected[0, 1, 1, 2] = True
+    assert torch.equal(mask, expected)
+    with pytest.raises(VidgenError, match=r"video must be \(B, C, T, H, W\)"):
+        object_token_mask(video[0], (2, 4, 4))
+
+
+def test_object_weight_scales_the_loss_of_the_object_tokens():
+    model = _tiny()
+    tokens = ProjectionTokenizer().encode(_batch(b=4)["video"])
+    batch = {"tokens": tokens, "label": torch.arange(4) % 4}
+
+    def loss(weight, object_mask):
+        objective = MagvitObjective(None, tasks=["CG"], condition_dropout=0.0, object_weight=weight)
+        return objective(model, {**batch, "object_mask": object_mask}, torch.Generator().manual_seed(3))["loss"]
+
+    none, every = torch.zeros_like(tokens, dtype=torch.bool), torch.ones_like(tokens, dtype=torch.bool)
+    some = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(4)) < 0.3
+    plain = loss(1.0, none)
+    torch.testing.assert_close(loss(3.0, none), plain)  # no object: nothing changes
+    torch.testing.assert_close(loss(3.0, every), 3 * plain)  # all object: every position 3x
+    assert plain < loss(3.0, some) < 3 * plain
+    torch.testing.assert_close(loss(1.0, every), plain)  # weight 1: MAGVIT's plain loss
+    with pytest.raises(VidgenError, match="object_weight=3 needs the batch's 'object_mask'"):
+        MagvitObjective(None, tasks=["CG"], object_weight=3.0)(model, batch, torch.Generator().manual_seed(3))
+    with pytest.raises(VidgenError, match="object_weight=0 must be > 0"):
+        MagvitObjective(None, tasks=["CG"], object_weight=0)
+    # A batch of clips needs no mask: the objective finds the objects in the pixels.
+    clips = _batch(b=4)
+    out = MagvitObjective(ProjectionTokenizer(), tasks=["CG"], object_weight=2.0)(model, clips, torch.Generator())
+    assert torch.isfinite(out["loss"])
 
 
 def test_condition_dropout_gives_the_null_condition():

@@ -7,6 +7,7 @@ well under a second.
 """
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -233,6 +234,35 @@ def test_top_p_defaults_per_task_and_overrides(folder, tmp_path):
             nucleus.predict(frames, seed=0, top_p=bad, progress=False)
         with pytest.raises(VidgenError, match="top_p="):
             nucleus.generate_class(0, top_p=bad, progress=False)
+
+
+def test_unmasking_schedule_per_task_from_pipeline_json(folder, tmp_path):
+    """pipeline.json's `schedule` sets how many tokens stay masked after each decoding step for the class- and
+    text-conditioned tasks and `pixel_schedule` for the tasks given pixels (absent: cosine); an unknown name
+    fails at load."""
+    def masked_after_each_step(pipe, call):
+        counts = []
+        result = call(pipe, lambda state: counts.append(state["masked"]))
+        return counts, result.info["schedule"]
+
+    plain = load_pipeline(folder, device="cpu", text_encoder=StubTextEncoder())
+    sqrt = load_pipeline(make_magvit_folder(tmp_path / "sqrt", schedule="sqrt", pixel_schedule="linear"),
+                         device="cpu", text_encoder=StubTextEncoder())
+    frames = torch.rand(3, T, H, W) * 2 - 1
+    cg = lambda p, cb: p.generate_class(1, seed=2, progress=False, callback=cb)
+    fp = lambda p, cb: p.predict(frames, seed=2, progress=False, callback=cb)
+    n = 2 * 4 * 4  # the tiny transformer's grid; 3 steps
+    assert masked_after_each_step(plain, cg) == ([int(math.cos(math.pi / 6) * n), int(math.cos(math.pi / 3) * n + 1e-9), 0],
+                                                 "cosine")
+    assert masked_after_each_step(sqrt, cg) == ([int((1 - math.sqrt(1 / 3)) * n), int((1 - math.sqrt(2 / 3)) * n), 0],
+                                                "sqrt")
+    # pixel_schedule wins for the tasks given pixels (COMMIT decodes every position, condition ones included)
+    assert masked_after_each_step(sqrt, fp) == ([int(2 / 3 * n), int(1 / 3 * n + 1e-9), 0], "linear")
+    assert masked_after_each_step(plain, fp)[1] == "cosine"
+    for key in ("schedule", "pixel_schedule"):
+        broken = make_magvit_folder(tmp_path / f"bad-{key}", **{key: "cubic"})
+        with pytest.raises(CheckpointError, match=rf"pipeline.json: {key} = 'cubic' must be one of \['cosine'"):
+            load_pipeline(broken, device="cpu", text_encoder=StubTextEncoder())
 
 
 def test_negative_prompt_replaces_the_null_text_of_guidance(pipe):

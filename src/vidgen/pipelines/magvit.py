@@ -26,7 +26,9 @@ A pipeline folder (bundled or local) holds
 relative to the pipeline folder), `text_max_length`, `num_frames`, `height`, `width`, `fps`,
 `default_steps`, `default_guidance`, `choice_temperature`, optionally `temperature` (token sampling,
 default 1; 0 = the most likely token), `top_p` (nucleus sampling, default 1 = off; magvit-shapes: 0.8),
-`pixel_guidance`, `pixel_temperature`, `pixel_choice_temperature` and `pixel_top_p` (the same four for
+`schedule` (the unmasking schedule of decoding: "cosine", MaskGIT's and the default, "linear", "square" or
+"sqrt", which decides most tokens early and the last few one small group at a time),
+`pixel_guidance`, `pixel_temperature`, `pixel_choice_temperature`, `pixel_top_p` and `pixel_schedule` (the same five for
 the tasks given pixels: predict, interpolate, outpaint, inpaint; each defaults to the model-wide one;
 magvit-shapes sets `pixel_temperature = 0`, the most likely tokens, which score far closer to the true
 clip) and `condition_frames`
@@ -69,6 +71,7 @@ from vidgen.modeling import read_json, resolve_model_path, write_json
 from vidgen.pipelines.output import GeneratedVideo
 from vidgen.tasks import Task, class_frame_prediction, frame_interpolation, frame_prediction, get_task
 from vidgen.tasks.commit import prepare_condition
+from vidgen.tasks.masking import SCHEDULES
 from vidgen.tasks.registry import USER_TASK_MODES
 from vidgen.tokenizers.magvit_vq import MagvitVQ
 
@@ -184,7 +187,12 @@ class MagvitPipeline:
         return folder
 
     def _check_decoding_settings(self) -> None:
-        """pipeline.json's decoding defaults must be non-negative numbers (a typo fails at load, not mid-run)."""
+        """pipeline.json's decoding defaults must be non-negative numbers and known schedules (a typo fails at
+        load, not mid-run)."""
+        for setting in ("schedule", "pixel_schedule"):
+            value = self.settings.get(setting)
+            if value is not None and value not in SCHEDULES:
+                raise CheckpointError(f"pipeline.json: {setting} = {value!r} must be one of {list(SCHEDULES)}")
         for name, (key, _) in DECODING_KEYS.items():
             for setting in (key, f"pixel_{name}"):
                 value = self.settings.get(setting)
@@ -379,6 +387,14 @@ class MagvitPipeline:
         """This pipeline's default decoding setting `name` for a task (module-level `decoding_default`)."""
         return decoding_default(self.settings, spec, name)
 
+    def decoding_schedule(self, spec: Task) -> str:
+        """The unmasking schedule for a task: pipeline.json's `pixel_schedule` for the tasks given pixels when
+        set, else `schedule`, else "cosine" (`vidgen.tasks.masking.mask_schedule`)."""
+        value = self.settings.get("schedule") or "cosine"
+        if spec.uses_pixels and self.settings.get("pixel_schedule"):
+            value = self.settings["pixel_schedule"]
+        return str(value)
+
     def sampling_temperature(self, spec: Task, temperature: Any = None) -> float:
         """The token sampling temperature of a call: `temperature` if given, else pipeline.json's default for
         the task (`decoding_default`). 0 = argmax."""
@@ -545,6 +561,7 @@ class MagvitPipeline:
         temperature = self.sampling_temperature(spec, temperature)
         top_p = self.sampling_top_p(spec, top_p)
         choice_temperature = self.decoding_default(spec, "choice_temperature")
+        schedule = self.decoding_schedule(spec)
         seed = self._check_seed(seed)
         started = time.perf_counter()
         # One generator for every random draw (a dynamic region's motion, token sampling, confidence noise):
@@ -583,7 +600,7 @@ class MagvitPipeline:
                     condition_mask=None if condition is None else condition.mask,
                     num_steps=steps, temperature=temperature, top_p=top_p, negative_text=negative,
                     negative_text_mask=negative_mask, choice_temperature=choice_temperature,
-                    guidance_scale=guidance, generator=generator, callback=on_step)  # (1, t, h, w)
+                    schedule=schedule, guidance_scale=guidance, generator=generator, callback=on_step)  # (1, t, h, w)
         finally:
             bar.close()
         out = self.tokenizer.decode_indices(tokens).float().clamp(-1, 1)[0].cpu()  # (3, T, H, W)
@@ -592,7 +609,7 @@ class MagvitPipeline:
             out = torch.where(keep, video.cpu(), out)
         record = {"task": task, "mode": mode, "abbreviation": spec.abbreviation, "model": self.name,
                   "seed": seed, "steps": steps, "guidance_scale": guidance, "temperature": temperature,
-                  "top_p": top_p, "choice_temperature": choice_temperature, **(info or {}),
+                  "top_p": top_p, "choice_temperature": choice_temperature, "schedule": schedule, **(info or {}),
                   "seconds": round(time.perf_counter() - started, 3)}
         if condition is not None:  # the given pixels (T, H, W), True = kept: a dynamic region's draw included
             record["region"] = condition.pixel_mask[0].cpu()

@@ -88,6 +88,9 @@ class ObjectiveOptions:
     condition_dropout: probability of the null condition (classifier-free guidance); MAGVIT: 0.1.
     label_smoothing: of the cross-entropy; MAGVIT: 0.1.
     schedule: mask schedule ("cosine", MaskGIT / MAGVIT; "linear", "square", "sqrt").
+    object_weight: loss weight of the tokens an object covers (their supervoxel holds a non-black pixel:
+        `vidgen.tasks.commit.object_token_mask`, computed from the clips once, at build time);
+        1 = every position weighs the same (MAGVIT).
     """
 
     tasks: list[str] = dataclasses.field(default_factory=lambda: list(ALL_TASKS))
@@ -98,6 +101,7 @@ class ObjectiveOptions:
     condition_dropout: float = 0.1
     label_smoothing: float = 0.1
     schedule: str = "cosine"
+    object_weight: float = 1.0
 
     def __post_init__(self) -> None:
         from vidgen.tasks.masking import SCHEDULES
@@ -112,6 +116,9 @@ class ObjectiveOptions:
             raise VidgenError(f"objective.schedule = {self.schedule!r}: expected one of {SCHEDULES}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise VidgenError(f"objective.label_smoothing = {self.label_smoothing}: expected a number in [0, 1)")
+        if not self.object_weight > 0:
+            raise VidgenError(f"objective.object_weight = {self.object_weight}: expected a number > 0 "
+                              "(1 = every position weighs the same)")
 
     def build(self) -> Any:
         from vidgen.tasks import MagvitObjective
@@ -120,7 +127,8 @@ class ObjectiveOptions:
         return MagvitObjective(None, tasks=self.tasks, task_weights=self.task_weights or None,
                                refine_weight=self.refine_weight, mask_weight=self.mask_weight,
                                recon_weight=self.recon_weight, condition_dropout=self.condition_dropout,
-                               label_smoothing=self.label_smoothing, schedule=self.schedule)
+                               label_smoothing=self.label_smoothing, schedule=self.schedule,
+                               object_weight=self.object_weight)
 
 
 @dataclasses.dataclass
@@ -224,6 +232,14 @@ def class_names_for(data_name: str, num_classes: int) -> list[str]:
     if len(names) != num_classes:
         names = [f"class {i}" for i in range(num_classes)]
     return names
+
+
+def object_masks_of(dataset: Dataset, grid: tuple[int, int, int]) -> torch.Tensor:
+    """`(N, t, h, w)` bool: the tokens each clip's objects cover (`object_token_mask`), item by item (the
+    Shapes and Digits clips render in milliseconds, so they are not cached)."""
+    from vidgen.tasks.commit import object_token_mask
+
+    return torch.cat([object_token_mask(dataset[i]["video"][None], grid) for i in range(len(dataset))])
 
 
 def untrained_classes(class_ids: torch.Tensor, num_classes: int) -> list[int]:
@@ -345,6 +361,12 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
     if any(t.uses_class for t in tasks) and model.config.num_classes == 0:
         raise VidgenError(f"tasks {[t.abbreviation for t in tasks if t.uses_class]} need classes: set model.num_classes "
                           f"(the dataset {recipe.data.name!r} declares none)")
+    if options.object_weight != 1:
+        cache.object_masks = object_masks_of(train_set, cache.grid)
+        context.log(f"objective.object_weight = {options.object_weight:g} on the tokens objects cover "
+                    f"({cache.object_masks.float().mean():.1%} of the training tokens)")
+        if heldout is not None:
+            heldout.object_masks = object_masks_of(heldout_set, heldout.grid)
     objective = options.build()
     batcher = TokenBatcher(cache)
 

@@ -120,6 +120,8 @@ class TokenCache:
     video_shape: tuple[int, int, int, int]       # (C, T, H, W) of the clips
     fps: float
     path: Path
+    # (N, t, h, w) bool, the tokens objects cover: not stored, set by a run that weights them
+    object_masks: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -142,8 +144,11 @@ class CachedTokens(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         c = self.cache
         masks = {name: mask[index if mask.shape[0] > 1 else 0] for name, mask in c.condition_masks.items()}
-        return {"tokens": c.tokens[index], "class_id": c.class_id[index], "caption_index": c.caption_index[index],
+        item = {"tokens": c.tokens[index], "class_id": c.class_id[index], "caption_index": c.caption_index[index],
                 "conditions": {name: tokens[index] for name, tokens in c.conditions.items()}, "masks": masks}
+        if c.object_masks is not None:
+            item["object_mask"] = c.object_masks[index]
+        return item
 
 
 class TokenBatcher:
@@ -165,7 +170,8 @@ class TokenBatcher:
         conditions = {name: torch.stack([i["conditions"][name] for i in items]).long()
                       for name in items[0]["conditions"]}
         masks = {name: torch.stack([i["masks"][name] for i in items]) for name in items[0]["masks"]}
-        return {
+        extra = {"object_mask": torch.stack([i["object_mask"] for i in items])} if "object_mask" in items[0] else {}
+        return {**extra,
             "tokens": torch.stack([i["tokens"] for i in items]).long(),
             "class_id": torch.stack([torch.as_tensor(i["class_id"]) for i in items]).long(),
             "text_embeddings": self.text_embeddings[caption_index, :length],
