@@ -102,11 +102,21 @@ def decoding_default(settings: Mapping[str, Any], spec: Task, name: str) -> floa
     `pixel_<name>` for the tasks given pixels when `settings` sets it, else the model-wide value
     (`default_guidance`, `temperature`, `choice_temperature`, `top_p`; `DECODING_KEYS` when absent)."""
     key, fallback = DECODING_KEYS[name]
+    return float(_task_setting(settings, spec, key, f"pixel_{name}", fallback))
+
+
+def decoding_schedule(settings: Mapping[str, Any], spec: Task) -> str:
+    """pipeline.json's unmasking schedule for a task: `pixel_schedule` for the tasks given pixels when
+    `settings` sets it, else `schedule`, else "cosine" (`vidgen.tasks.masking.mask_schedule`)."""
+    return str(_task_setting(settings, spec, "schedule", "pixel_schedule", "cosine"))
+
+
+def _task_setting(settings: Mapping[str, Any], spec: Task, key: str, pixel_key: str, fallback: Any) -> Any:
+    """`settings[pixel_key]` for a task given pixels when set, else `settings[key]`, else `fallback`."""
+    if spec.uses_pixels and settings.get(pixel_key) is not None:
+        return settings[pixel_key]
     value = settings.get(key)
-    value = fallback if value is None else value
-    if spec.uses_pixels and settings.get(f"pixel_{name}") is not None:
-        value = settings[f"pixel_{name}"]
-    return float(value)
+    return fallback if value is None else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,12 +398,8 @@ class MagvitPipeline:
         return decoding_default(self.settings, spec, name)
 
     def decoding_schedule(self, spec: Task) -> str:
-        """The unmasking schedule for a task: pipeline.json's `pixel_schedule` for the tasks given pixels when
-        set, else `schedule`, else "cosine" (`vidgen.tasks.masking.mask_schedule`)."""
-        value = self.settings.get("schedule") or "cosine"
-        if spec.uses_pixels and self.settings.get("pixel_schedule"):
-            value = self.settings["pixel_schedule"]
-        return str(value)
+        """This pipeline's unmasking schedule for a task (module-level `decoding_schedule`)."""
+        return decoding_schedule(self.settings, spec)
 
     def sampling_temperature(self, spec: Task, temperature: Any = None) -> float:
         """The token sampling temperature of a call: `temperature` if given, else pipeline.json's default for

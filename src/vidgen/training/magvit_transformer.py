@@ -37,7 +37,7 @@ from vidgen.generators.masked_transformer import (
     magvit_transformer_tiny,
 )
 from vidgen.modeling import atomic_write_dir, write_json
-from vidgen.pipelines.magvit import decoding_default
+from vidgen.pipelines.magvit import decoding_default, decoding_schedule
 from vidgen.tasks.registry import MAGVIT_TASKS, USER_TASK_MODES, Task, get_task, get_tasks
 from vidgen.training.recipes import (
     BuildContext,
@@ -408,6 +408,7 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
                                           top_p=decoding_default(settings, spec, "top_p"),
                                           choice_temperature=decoding_default(settings, spec, "choice_temperature"),
                                           guidance_scale=decoding_default(settings, spec, "guidance"),
+                                          schedule=decoding_schedule(settings, spec),
                                           generator=generator, **conditioning)
         return tokenizer.decode_indices(tokens).float().cpu()  # (B, 3, T, H, W)
 
