@@ -16,6 +16,7 @@ from that seed (see the module). Same command, same machine -> same numbers.
         --digits 4 --tasks FP OPC --no-cg --t2v-sets            # a quick look
     python benchmarks/bench_magvit_tasks.py --shape-fidelity 12 --tasks --no-cg --t2v-sets   # shapes kept?
     python benchmarks/bench_magvit_tasks.py --decoder-robustness 48 --tasks --no-cg --t2v-sets  # near-miss tokens
+    python benchmarks/bench_magvit_tasks.py --object-refill 12 --tasks --no-cg --t2v-sets   # object tokens only
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -175,6 +177,62 @@ def decoder_robustness(pipe, count: int, ratios=(0.1, 0.25, 0.5), seed: int = 3)
     return report
 
 
+def object_refill(pipe, per_shape: int, seed: int = 3) -> dict:
+    """Can the transformer draw each shape when only the object's tokens are unknown? `per_shape`
+    single-object Shapes clips of each shape from the training classes (data seed 3: clips not trained on):
+    their object tokens (supervoxels holding a non-black pixel, `object_token_mask`) are decoded by CG (the
+    right class) and by T2V (the canonical caption) with the pipeline's CG / T2V settings while every other
+    true token is given and fixed (the object's place and size are known), then judged by the Shapes
+    evaluator. Clip i is decoded with seed i. {shape: {"tokenizer" | "CG" | "T2V": {"right", "n", "fill"},
+    "object_tokens": mean count}}."""
+    from vidgen.data.shapes import SHAPES, ShapesDataset
+    from vidgen.devices import autocast_context
+    from vidgen.generators.decoding import decode_nonautoregressive
+    from vidgen.tasks import get_task
+    from vidgen.tasks.commit import encode_tokens, object_token_mask
+
+    data = ShapesDataset(split="train", num_items=40 * per_shape, size=pipe.height, num_frames=pipe.num_frames,
+                         max_objects=1, seed=seed)
+    report = {shape: {name: {"right": 0, "n": 0, "fill": []} for name in ("tokenizer", "CG", "T2V")}
+              for shape in SHAPES}
+    object_tokens = {shape: [] for shape in SHAPES}
+    weight = next(pipe.tokenizer.parameters())
+    for index in range(len(data)):
+        item = data[index]
+        shape = SHAPES[item["labels"]["shape_id"]]
+        if report[shape]["CG"]["n"] >= per_shape:
+            if all(r["CG"]["n"] >= per_shape for r in report.values()):
+                break
+            continue
+        video = item["video"][None].to(weight.device, weight.dtype)
+        tokens = encode_tokens(pipe.tokenizer, video)  # (1, t, h, w)
+        unknown = object_token_mask(video, tuple(tokens.shape[1:]))
+        object_tokens[shape].append(int(unknown.sum()))
+        candidates = {"tokenizer": tokens}
+        for name in ("CG", "T2V"):
+            spec = get_task(name)
+            conditioning = {"class_labels": torch.tensor([int(item["class_id"])], device=tokens.device)}
+            if name == "T2V":
+                encoded = pipe.text_encoder.encode([item["canonical_caption"]])
+                conditioning = {"text": encoded.embeddings.to(tokens.device), "text_mask": encoded.mask.to(tokens.device)}
+            with autocast_context(pipe.device, pipe.bf16):
+                candidates[name] = decode_nonautoregressive(
+                    pipe.transformer, task=spec, condition_tokens=tokens, condition_mask=~unknown, refine_condition=False,
+                    num_steps=pipe.default_steps, guidance_scale=pipe.decoding_default(spec, "guidance"),
+                    temperature=pipe.sampling_temperature(spec), top_p=pipe.sampling_top_p(spec),
+                    choice_temperature=pipe.decoding_default(spec, "choice_temperature"),
+                    schedule=pipe.decoding_schedule(spec), generator=torch.Generator().manual_seed(index), **conditioning)
+        for name, candidate in candidates.items():
+            best = largest_object(pipe.tokenizer.decode_indices(candidate).float().clamp(-1, 1)[0].cpu())
+            row = report[shape][name]
+            row["n"] += 1
+            row["right"] += int(best is not None and best.shape == shape)
+            row["fill"].append(None if best is None else round(float(best.fill_ratio), 3))
+    for shape, counts in object_tokens.items():
+        report[shape]["object_tokens"] = sum(counts) / max(1, len(counts))
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="magvit-shapes", help="bundled name or pipeline folder")
@@ -193,6 +251,9 @@ def main() -> None:
     parser.add_argument("--decoder-robustness", type=int, default=0, metavar="N",
                         help="N training-class Shapes clips: does the decoder keep each shape when 10 / 25 / 50%% "
                              "of the true tokens are refilled by the transformer?")
+    parser.add_argument("--object-refill", type=int, default=0, metavar="N",
+                        help="N training-class clips per shape: can the transformer draw the shape when only the "
+                             "object's tokens are unknown (CG and T2V)?")
     parser.add_argument("--cg-seeds", nargs="+", type=int, default=[0], help="seeds per CG class (default 0)")
     parser.add_argument("--t2v-sets", nargs="*", default=list(PROMPT_SETS), choices=PROMPT_SETS,
                         help="text-to-video prompt sets (default: all; none to skip)")
@@ -269,6 +330,14 @@ def main() -> None:
         print("decoder robustness (true tokens, a share refilled by the transformer; judged right / clips):")
         for name, tally in report["decoder_robustness"].items():
             print(f"  {name:12s} " + "  ".join(f"{shape} {r}/{n}" for shape, (r, n) in tally.items()))
+    if args.object_refill:
+        report["object_refill"] = object_refill(pipe, args.object_refill)
+        print("object refill (only the object's tokens unknown, the rest true and fixed; judged right / clips):")
+        for shape, rows in report["object_refill"].items():
+            fills = {name: [f for f in r["fill"] if f is not None] for name, r in rows.items() if name != "object_tokens"}
+            print(f"  {shape:8s} ({rows['object_tokens']:.1f} object tokens) " + "  ".join(
+                f"{name} {rows[name]['right']}/{rows[name]['n']} (median fill "
+                f"{statistics.median(fills[name]) if fills[name] else float('nan'):.2f})" for name in fills))
     if args.tasks:
         report["tasks"] = mt.evaluate_tasks(pipe, clips, args.tasks, args.steps, args.guidance, seed=args.seed)
     accuracy = {}

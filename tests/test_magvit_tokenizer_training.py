@@ -50,6 +50,12 @@ def test_shipped_recipes_parse_and_options_are_checked(tmp_path):
     robust = load_recipe("magvit-shapes-vq-robust-decoder").sections["vq"]
     assert robust.train_decoder_only and robust.token_noise_from.endswith("stage5/pipeline")
     assert robust.token_noise_ratio == (0.1, 0.5) and robust.crop_frames == robust.crop_size == 0
+    # Stage 4b: the bundled decoder on tokens refilled by the bundled transformer, with and without the GAN.
+    for name, gan in (("magvit-shapes-vq-robust-decoder-deep", False), ("magvit-shapes-vq-robust-decoder-gan", True)):
+        recipe = load_recipe(name)
+        vq = recipe.sections["vq"]
+        assert vq.train_decoder_only and vq.token_noise_from == "magvit-shapes" == recipe.train.init_from
+        assert recipe.sections["gan"].enabled is gan and recipe.data.options["seed"] not in (0, 2, 4)
     with pytest.raises(VidgenError, match="frames_per_clip"):
         run("magvit-shapes-vq-smoke", tmp_path / "a", "vq.frames_per_clip=2", 'vq.inflate_from=""')
     with pytest.raises(VidgenError, match="crop_size"):
