@@ -110,6 +110,21 @@ def largest_object(frames):
     return max(found, key=lambda d: d.area) if found else None
 
 
+def clips_per_shape(data, per_shape: int):
+    """(index, item, shape) of the single-object clips of `data`, in order, until each shape has `per_shape`."""
+    from vidgen.data.shapes import SHAPES
+
+    taken = dict.fromkeys(SHAPES, 0)
+    for index in range(len(data)):
+        if all(count >= per_shape for count in taken.values()):
+            return
+        item = data[index]
+        shape = SHAPES[item["labels"]["shape_id"]]
+        if taken[shape] < per_shape:
+            taken[shape] += 1
+            yield index, item, shape
+
+
 def shape_fidelity(pipe, per_shape: int, seed: int = 0) -> dict:
     """Does a shape survive the tokenizer and the transformer? `per_shape` held-out single-object Shapes
     clips of each shape: reconstructed (the tokenizer alone) and predicted from their first frame (FP,
@@ -122,13 +137,7 @@ def shape_fidelity(pipe, per_shape: int, seed: int = 0) -> dict:
                          max_objects=1, seed=seed)
     report = {shape: {"reconstruct": {"right": 0, "n": 0, "fill": []}, "predict": {"right": 0, "n": 0, "fill": []}}
               for shape in SHAPES}
-    for index in range(len(data)):
-        item = data[index]
-        shape = SHAPES[item["labels"]["shape_id"]]
-        if report[shape]["predict"]["n"] >= per_shape:
-            if all(r["predict"]["n"] >= per_shape for r in report.values()):
-                break
-            continue
+    for index, item, shape in clips_per_shape(data, per_shape):
         frames = ((item["video"].permute(1, 2, 3, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype("uint8")
         outputs = {"reconstruct": pipe.reconstruct(frames).frames,
                    "predict": pipe.predict(frames, seed=seed + index, progress=False).frames}
@@ -197,13 +206,7 @@ def object_refill(pipe, per_shape: int, seed: int = 3) -> dict:
               for shape in SHAPES}
     object_tokens = {shape: [] for shape in SHAPES}
     weight = next(pipe.tokenizer.parameters())
-    for index in range(len(data)):
-        item = data[index]
-        shape = SHAPES[item["labels"]["shape_id"]]
-        if report[shape]["CG"]["n"] >= per_shape:
-            if all(r["CG"]["n"] >= per_shape for r in report.values()):
-                break
-            continue
+    for index, item, shape in clips_per_shape(data, per_shape):
         video = item["video"][None].to(weight.device, weight.dtype)
         tokens = encode_tokens(pipe.tokenizer, video)  # (1, t, h, w)
         unknown = object_token_mask(video, tuple(tokens.shape[1:]))
