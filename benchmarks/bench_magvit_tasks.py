@@ -197,6 +197,7 @@ def object_refill(pipe, per_shape: int, seed: int = 3) -> dict:
     from vidgen.data.shapes import SHAPES, ShapesDataset
     from vidgen.devices import autocast_context
     from vidgen.generators.decoding import decode_nonautoregressive
+    from vidgen.pipelines.magvit import decoding_settings
     from vidgen.tasks import get_task
     from vidgen.tasks.commit import encode_tokens, object_token_mask
 
@@ -221,10 +222,8 @@ def object_refill(pipe, per_shape: int, seed: int = 3) -> dict:
             with autocast_context(pipe.device, pipe.bf16):
                 candidates[name] = decode_nonautoregressive(
                     pipe.transformer, task=spec, condition_tokens=tokens, condition_mask=~unknown, refine_condition=False,
-                    num_steps=pipe.default_steps, guidance_scale=pipe.decoding_default(spec, "guidance"),
-                    temperature=pipe.sampling_temperature(spec), top_p=pipe.sampling_top_p(spec),
-                    choice_temperature=pipe.decoding_default(spec, "choice_temperature"),
-                    schedule=pipe.decoding_schedule(spec), generator=torch.Generator().manual_seed(index), **conditioning)
+                    **decoding_settings(pipe.settings, spec), generator=torch.Generator().manual_seed(index),
+                    **conditioning)
         for name, candidate in candidates.items():
             best = largest_object(pipe.tokenizer.decode_indices(candidate).float().clamp(-1, 1)[0].cpu())
             row = report[shape][name]

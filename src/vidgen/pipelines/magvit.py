@@ -111,6 +111,17 @@ def decoding_schedule(settings: Mapping[str, Any], spec: Task) -> str:
     return str(_task_setting(settings, spec, "schedule", "pixel_schedule", "cosine"))
 
 
+def decoding_settings(settings: Mapping[str, Any], spec: Task) -> dict[str, Any]:
+    """pipeline.json's decoding of a task as `decode_nonautoregressive` keywords (no caller overrides):
+    num_steps (`default_steps`), temperature, top_p, choice_temperature, guidance_scale and schedule."""
+    return {"num_steps": int(settings.get("default_steps", 12)),
+            "temperature": decoding_default(settings, spec, "temperature"),
+            "top_p": decoding_default(settings, spec, "top_p"),
+            "choice_temperature": decoding_default(settings, spec, "choice_temperature"),
+            "guidance_scale": decoding_default(settings, spec, "guidance"),
+            "schedule": decoding_schedule(settings, spec)}
+
+
 def _task_setting(settings: Mapping[str, Any], spec: Task, key: str, pixel_key: str, fallback: Any) -> Any:
     """`settings[pixel_key]` for a task given pixels when set, else `settings[key]`, else `fallback`."""
     if spec.uses_pixels and settings.get(pixel_key) is not None:

@@ -37,7 +37,7 @@ from vidgen.generators.masked_transformer import (
     magvit_transformer_tiny,
 )
 from vidgen.modeling import atomic_write_dir, write_json
-from vidgen.pipelines.magvit import decoding_default, decoding_schedule
+from vidgen.pipelines.magvit import decoding_settings
 from vidgen.tasks.registry import MAGVIT_TASKS, USER_TASK_MODES, Task, get_task, get_tasks
 from vidgen.training.recipes import (
     BuildContext,
@@ -402,13 +402,7 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
 
     def decode(model: nn.Module, task: str, generator: torch.Generator, **conditioning: Any) -> torch.Tensor:
         # Decoded as the exported pipeline will: the defaults of the pipeline.json written below.
-        spec = get_task(task)
-        tokens = decode_nonautoregressive(model, task=task, num_steps=sample.steps,
-                                          temperature=decoding_default(settings, spec, "temperature"),
-                                          top_p=decoding_default(settings, spec, "top_p"),
-                                          choice_temperature=decoding_default(settings, spec, "choice_temperature"),
-                                          guidance_scale=decoding_default(settings, spec, "guidance"),
-                                          schedule=decoding_schedule(settings, spec),
+        tokens = decode_nonautoregressive(model, task=task, **decoding_settings(settings, get_task(task)),
                                           generator=generator, **conditioning)
         return tokenizer.decode_indices(tokens).float().cpu()  # (B, 3, T, H, W)
 
