@@ -17,6 +17,7 @@ from that seed (see the module). Same command, same machine -> same numbers.
     python benchmarks/bench_magvit_tasks.py --shape-fidelity 12 --tasks --no-cg --t2v-sets   # shapes kept?
     python benchmarks/bench_magvit_tasks.py --decoder-robustness 48 --tasks --no-cg --t2v-sets  # near-miss tokens
     python benchmarks/bench_magvit_tasks.py --object-refill 12 --tasks --no-cg --t2v-sets   # object tokens only
+    python benchmarks/bench_magvit_tasks.py --object-conditionals 12 --tasks --no-cg --t2v-sets  # one at a time
 """
 
 from __future__ import annotations
@@ -235,6 +236,74 @@ def object_refill(pipe, per_shape: int, seed: int = 3) -> dict:
     return report
 
 
+def object_conditionals(pipe, per_shape: int, seed: int = 3, neighbours: int = 20, shift: float = 0.25) -> dict:
+    """How well does the transformer know each object token, and how much does a code's identity matter?
+    `per_shape` single-object training-class Shapes clips per shape (data seed 3, as `object_refill`).
+
+    - model: each object token masked alone, every other true token given (CG, right class, no guidance):
+      "accuracy" (the most likely code is the true one), "near" (... or one of the true code's
+      `neighbours` nearest codes), "log_p" (mean log-probability of the true code),
+      and "rebuilt": every object token replaced by its one-at-a-time most likely code, decoded and judged.
+    - tokenizer: "neighbour": every object token swapped for a random one of its `neighbours` nearest codes
+      (codebook distance), decoded and judged; "shift_changed": the share of object tokens whose code
+      changes when the object starts `shift` pixels lower and to the right (same clip otherwise).
+    {shape: {"accuracy", "near", "log_p", "shift_changed": mean, "rebuilt" | "neighbour": {"right", "n", "fill"}}}."""
+    from vidgen.data.shapes import SHAPES, ShapeObject, ShapesDataset, render_objects
+    from vidgen.devices import autocast_context
+    from vidgen.tasks.commit import encode_tokens, object_token_mask
+
+    model, tokenizer = pipe.transformer, pipe.tokenizer
+    weight = next(tokenizer.parameters())
+    codebook = tokenizer.quantizer.codebook().float()
+    nearest = torch.cdist(codebook, codebook).argsort(-1)[:, 1:neighbours + 1]  # (K, n), itself excluded
+    generator = torch.Generator().manual_seed(0)
+    data = ShapesDataset(split="train", num_items=40 * per_shape, size=pipe.height, num_frames=pipe.num_frames,
+                         max_objects=1, seed=seed)
+    rows = {shape: {"accuracy": [], "near": [], "log_p": [], "shift_changed": [],
+                    **{name: {"right": 0, "n": 0, "fill": []} for name in ("rebuilt", "neighbour")}} for shape in SHAPES}
+
+    def tokens_of(frames) -> tuple[torch.Tensor, torch.Tensor]:
+        video = torch.as_tensor(frames)[None].to(weight.device, weight.dtype)
+        tokens = encode_tokens(tokenizer, video)  # (1, t, h, w)
+        return tokens[0], object_token_mask(video, tuple(tokens.shape[1:]))[0]
+
+    def judge(row: dict, tokens: torch.Tensor, shape: str) -> None:
+        best = largest_object(tokenizer.decode_indices(tokens[None]).float().clamp(-1, 1)[0].cpu())
+        row["n"] += 1
+        row["right"] += int(best is not None and best.shape == shape)
+        row["fill"].append(None if best is None else round(float(best.fill_ratio), 3))
+
+    task = get_task("CG").token
+    for _, item, shape in clips_per_shape(data, per_shape):
+        tokens, unknown = tokens_of(item["video"])
+        row = rows[shape]
+        positions = unknown.flatten().nonzero()[:, 0]  # (P,) the object's tokens
+        true = tokens.flatten()[positions]
+        inputs = tokens.flatten().repeat(len(positions), 1)  # one row per object token, that token masked
+        inputs[torch.arange(len(positions)), positions] = model.mask_token_id
+        labels = torch.full((len(positions),), int(item["class_id"]), device=tokens.device)
+        with torch.no_grad(), autocast_context(pipe.device, pipe.bf16):
+            logits = model(inputs.view(len(positions), *tokens.shape), task=task, class_labels=labels)
+        logits = logits.float().flatten(1, 3)[torch.arange(len(positions)), positions]  # (P, K)
+        guess = logits.argmax(-1)
+        row["accuracy"].append(float((guess == true).float().mean()))
+        row["near"].append(float(((guess == true) | (nearest[true] == guess[:, None]).any(-1)).float().mean()))
+        row["log_p"].append(float(torch.log_softmax(logits, -1).gather(-1, true[:, None]).mean()))
+        rebuilt = tokens.flatten().clone()
+        rebuilt[positions] = guess
+        judge(row["rebuilt"], rebuilt.view_as(tokens), shape)
+        swapped = nearest[tokens, torch.randint(0, neighbours, tokens.shape, generator=generator)]
+        judge(row["neighbour"], torch.where(unknown, swapped, tokens), shape)
+        moved = dict(item["labels"]["objects"][0])
+        moved["start"] = (moved["start"][0] + shift, moved["start"][1] + shift)
+        frames, _, _ = render_objects([ShapeObject(**moved)], pipe.height, pipe.num_frames)
+        shifted, shifted_unknown = tokens_of(frames * 2.0 - 1.0)
+        either = unknown | shifted_unknown
+        row["shift_changed"].append(float(((shifted != tokens) & either).sum() / either.sum()))
+    return {shape: {key: statistics.mean(value) if isinstance(value, list) else value for key, value in row.items()}
+            for shape, row in rows.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="magvit-shapes", help="bundled name or pipeline folder")
@@ -256,6 +325,9 @@ def main() -> None:
     parser.add_argument("--object-refill", type=int, default=0, metavar="N",
                         help="N training-class clips per shape: can the transformer draw the shape when only the "
                              "object's tokens are unknown (CG and T2V)?")
+    parser.add_argument("--object-conditionals", type=int, default=0, metavar="N",
+                        help="N training-class clips per shape: each object token predicted alone from every other "
+                             "true token, and the object decoded from its nearest codes (a code's identity)")
     parser.add_argument("--cg-seeds", nargs="+", type=int, default=[0], help="seeds per CG class (default 0)")
     parser.add_argument("--t2v-sets", nargs="*", default=list(PROMPT_SETS), choices=PROMPT_SETS,
                         help="text-to-video prompt sets (default: all; none to skip)")
@@ -286,10 +358,12 @@ def main() -> None:
 
     started = time.perf_counter()
     pipe = load_pipeline(args.model, device=args.device, **({"bf16": False} if args.fp32 else {}))
-    # Temperature and top-p overrides go through the pipeline's settings, which every task call reads by default.
+    # Decoding overrides go through the pipeline's settings, which every task call and the diagnostics that
+    # decode (--object-refill) read by default. --guidance sets the class- and text-conditioned guidance.
     for key, value in (("temperature", args.temperature), ("pixel_temperature", args.pixel_temperature),
                        ("choice_temperature", args.choice_temperature), ("top_p", args.top_p),
-                       ("schedule", args.schedule)):
+                       ("schedule", args.schedule), ("default_steps", args.steps),
+                       ("default_guidance", args.guidance)):
         if value is not None:
             pipe.settings[key] = value
     print(f"model {args.model}: {pipe!r}; torch {torch.__version__}, {args.threads} threads, "
@@ -340,6 +414,16 @@ def main() -> None:
             print(f"  {shape:8s} ({rows['object_tokens']:.1f} object tokens) " + "  ".join(
                 f"{name} {rows[name]['right']}/{rows[name]['n']} (median fill "
                 f"{statistics.median(fills[name]) if fills[name] else float('nan'):.2f})" for name in fills))
+    if args.object_conditionals:
+        report["object_conditionals"] = object_conditionals(pipe, args.object_conditionals)
+        print("object conditionals (each object token masked alone, the rest true; CG, right class):")
+        for shape, r in report["object_conditionals"].items():
+            fills = {name: [f for f in r[name]["fill"] if f is not None] for name in ("rebuilt", "neighbour")}
+            print(f"  {shape:8s} accuracy {r['accuracy']:.1%} (or a near code {r['near']:.1%}), log p(true) "
+                  f"{r['log_p']:.2f}; " + "; ".join(
+                f"{name} {r[name]['right']}/{r[name]['n']} (median fill "
+                f"{statistics.median(fills[name]) if fills[name] else float('nan'):.2f})" for name in fills)
+                + f"; codes changed by a 0.25-pixel shift {r['shift_changed']:.0%}")
     if args.tasks:
         report["tasks"] = mt.evaluate_tasks(pipe, clips, args.tasks, args.steps, args.guidance, seed=args.seed)
     accuracy = {}

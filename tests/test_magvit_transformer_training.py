@@ -319,3 +319,24 @@ def test_recipe_errors_name_the_allowed_values(tmp_path):
     assert _resolve_tokenizer("magvit-shapes") == BUNDLED_DIR / "magvit-shapes" / "tokenizer"
     with pytest.raises(VidgenError, match="no sub-folder\\(s\\) holding a MagvitVQ"):
         _resolve_tokenizer("cogvideox-shapes")
+
+
+def test_code_geometry_run_stores_the_tokenizers_codes(tmp_path, tokenizer_dir, capsys):
+    """model.code_dim: the run fills the code vectors from the tokenizer it cached with (standardised), and
+    the exported pipeline loads them; a width other than the tokenizer's is refused by name."""
+    from vidgen.modeling import load_safetensors
+    from vidgen.pipelines.magvit import MagvitPipeline
+    from vidgen.tokenizers.magvit_vq import MagvitVQ
+
+    assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(tmp_path / "bad"), "--set",
+               "model.code_dim=8", *smoke_args(tokenizer_dir)) != 0
+    assert "model.code_dim = 8 must equal the tokenizer's code width 16" in capsys.readouterr().err
+    run = tmp_path / "codes"
+    assert cli("train", "magvit-shapes-transformer-smoke", "--output", str(run), "--set", "model.code_dim=16",
+               *smoke_args(tokenizer_dir)) == 0
+    codebook = MagvitVQ.from_pretrained(tokenizer_dir).quantizer.codebook()
+    expected = (codebook - codebook.mean(0)) / (codebook - codebook.mean(0)).std()
+    stored = load_safetensors(run / "final" / "model.safetensors")["code_vectors"]
+    torch.testing.assert_close(stored.float(), expected.to(stored.dtype).float(), atol=1e-6, rtol=0)  # as stored (bf16)
+    pipe = MagvitPipeline.from_pretrained(run / "pipeline", device="cpu")
+    assert pipe.transformer.config.code_dim == 16 and pipe.transformer.code_output.weight.abs().sum() > 0

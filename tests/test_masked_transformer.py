@@ -202,6 +202,59 @@ def test_save_and_load_round_trip(tmp_path):
     assert sizes[0] < sizes[1]
 
 
+def test_code_geometry_paths_start_at_zero_and_learn(tmp_path):
+    """code_dim: a model without the paths loads into one with them (train.init_from) and computes the same
+    logits; the code vectors are stored standardised and saved with the weights; the paths then take part."""
+    from vidgen.training.checkpoint import initialise_from
+
+    plain = _tiny()
+    plain.save_pretrained(tmp_path / "plain")
+    model = _tiny(code_dim=6)
+    codebook = torch.randn(32, 6) * 3 + 1
+    model.set_code_vectors(codebook)
+    initialise_from(model, str(tmp_path / "plain"))
+    stored = model.code_vectors
+    torch.testing.assert_close(stored.mean(0), torch.zeros(6), atol=1e-5, rtol=0)
+    assert abs(float(stored.std()) - 1) < 1e-5  # the vectors survived the load
+    z = _tokens(model)
+    z[0, 0, 0, 0] = model.mask_token_id  # [MASK] has no code vector
+    torch.testing.assert_close(model(z, task=3), plain(z, task=3))
+    # Both paths carry gradient from the start.
+    model.train()
+    model(z, task=3).square().mean().backward()
+    assert model.code_output.weight.grad.abs().sum() > 0 and model.code_input.weight.grad.abs().sum() > 0
+    # Once trained away from zero, the input path reads a token's code vector and the output path adds
+    # q . c_k: logits differ between codes by their code vectors alone.
+    model.eval()
+    with torch.no_grad():
+        model.code_input.weight.normal_()
+    changed = model(z, task=3)
+    assert not torch.allclose(changed, plain(z, task=3))
+    with torch.no_grad():
+        model.code_output.weight.normal_()
+    extra = model(z, task=3) - changed  # (B, t, h, w, K) = q . c_k
+    q = torch.linalg.lstsq(model.code_vectors, extra.reshape(-1, 32).T).solution  # (C, B*N)
+    torch.testing.assert_close(model.code_vectors @ q, extra.reshape(-1, 32).T, atol=1e-4, rtol=1e-4)
+    model.save_pretrained(tmp_path / "codes")
+    loaded = MaskedTokenTransformer.from_pretrained(tmp_path / "codes")
+    assert torch.equal(loaded.code_vectors, model.code_vectors)
+    torch.testing.assert_close(loaded(z, task=3), model(z, task=3))
+    # The other weights stay strict: a saved model with a different vocabulary is still refused.
+    with pytest.raises(Exception, match="shape mismatches"):
+        initialise_from(_tiny(code_dim=6, codebook_size=16), str(tmp_path / "plain"))
+
+
+def test_code_geometry_rejects_bad_code_vectors():
+    with pytest.raises(VidgenError, match="code_dim=-1 must be >= 0"):
+        magvit_transformer_tiny(code_dim=-1)
+    with pytest.raises(VidgenError, match=r"code vectors must be \(32, 6\).*got \(32, 5\)"):
+        _tiny(code_dim=6).set_code_vectors(torch.randn(32, 5))
+    with pytest.raises(VidgenError, match="not all equal"):
+        _tiny(code_dim=6).set_code_vectors(torch.ones(32, 6))
+    with pytest.raises(VidgenError, match="no code-geometry paths"):
+        _tiny().set_code_vectors(torch.randn(32, 6))
+
+
 def test_shapes_size_fits_the_budget():
     config = magvit_transformer_shapes()
     assert config.num_visual_tokens == 256 and config.codebook_size == 1024
@@ -349,6 +402,46 @@ def test_object_weight_scales_the_loss_of_the_object_tokens():
     clips = _batch(b=4)
     out = MagvitObjective(ProjectionTokenizer(), tasks=["CG"], object_weight=2.0)(model, clips, torch.Generator())
     assert torch.isfinite(out["loss"])
+
+
+def test_neighbour_smoothing_charges_a_near_miss_less_than_a_far_one():
+    """A model whose logits point at a code next to the true one loses less under neighbour smoothing than
+    one pointing at a far code; without smoothing both lose the same."""
+    from vidgen.tasks.commit import nearest_codes
+
+    codebook = torch.arange(32, dtype=torch.float32)[:, None]  # codes on a line: k's neighbours are k +- 1, 2
+    neighbours = nearest_codes(codebook, 2)
+    assert neighbours.shape == (32, 2) and sorted(neighbours[5].tolist()) == [4, 6]
+    assert sorted(neighbours[0].tolist()) == [1, 2]  # never itself
+    target = torch.full((1, 2, 4, 4), 10)
+
+    class Pointing(torch.nn.Module):
+        """Logits 8 at one code, 0 elsewhere, whatever the input."""
+
+        mask_token_id, config = 32, magvit_transformer_tiny()
+
+        def __init__(self, code):
+            super().__init__()
+            self.code = code
+            self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, tokens, **_):
+            return F.one_hot(torch.full(tokens.shape, self.code), 32).float() * 8 + self.dummy
+
+    def loss(code, smoothing):
+        objective = MagvitObjective(None, tasks=["CG"], condition_dropout=0.0, code_neighbours=neighbours,
+                                    neighbour_smoothing=smoothing)
+        return objective(Pointing(code), {"tokens": target, "label": torch.zeros(1, dtype=torch.long)},
+                         torch.Generator().manual_seed(0))["loss"]
+
+    torch.testing.assert_close(loss(11, 0.0), loss(20, 0.0))
+    assert loss(11, 0.3) < loss(20, 0.3)
+    with pytest.raises(VidgenError, match="needs code_neighbours"):
+        MagvitObjective(None, tasks=["CG"], neighbour_smoothing=0.2)
+    with pytest.raises(VidgenError, match="must be >= 0 with a sum below 1"):
+        MagvitObjective(None, tasks=["CG"], label_smoothing=0.5, neighbour_smoothing=0.6, code_neighbours=neighbours)
+    with pytest.raises(VidgenError, match="1 <= count < K"):
+        nearest_codes(codebook, 32)
 
 
 def test_condition_dropout_gives_the_null_condition():

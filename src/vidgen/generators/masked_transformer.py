@@ -10,6 +10,16 @@
   cell and a "condition token" embedding at positions that hold a COMMIT condition token z~ (so the
   model knows which inputs are padded-clip tokens to refine rather than true tokens).
 
+Code geometry (optional, `code_dim` > 0): the tokenizer's code vectors c_k (its codebook, standardised)
+are a buffer of the model. A visual token's input adds a projection of its code vector, and the logits add
+`q . c_k` with `q` a projection of the output state. With the head's per-code bias, `q . c_k + b_k` can
+be minus the squared distance from q to each code: one point in code space scores every code, so what
+the model learns about a code carries to its neighbours. That matters because a code index is nearly
+arbitrary: a 0.25-pixel shift of a Shapes object changes about half its codes, while swapping each for
+one of its 20 nearest codes keeps the shape (bench_magvit_tasks.py --object-conditionals,
+docs/benchmarks.md). Both paths start at zero, so a model without them (`zero_start_keys`) loads and
+computes exactly what it did.
+
 One vocabulary embeds every discrete input: `[0, K)` codebook, `K` = [MASK], then the task tokens,
 then the class tokens and the null class. The head predicts logits over the K codebook entries at
 visual positions only. Training: `vidgen.tasks.MagvitObjective`; sampling:
@@ -46,6 +56,8 @@ class MaskedTransformerConfig:
     num_task_tokens: task-token slots (the registry uses 11; spare slots leave room for new tasks).
     text_dim: width of the text-encoder states (384 for MiniLM; 0 = no text conditioning).
     position_embedding: "learned" (one vector per grid cell) or "sincos" (fixed 3D sin-cos table).
+    code_dim: width of the tokenizer's code vectors for the code-geometry paths (module docstring;
+        0 = off); `set_code_vectors` fills them from the tokenizer.
     """
 
     codebook_size: int = 1024
@@ -60,6 +72,7 @@ class MaskedTransformerConfig:
     num_task_tokens: int = 16
     text_dim: int = 0
     position_embedding: str = "learned"
+    code_dim: int = 0
 
     def __post_init__(self) -> None:
         self.grid = tuple(int(g) for g in self.grid)
@@ -67,6 +80,8 @@ class MaskedTransformerConfig:
             raise VidgenError(f"grid={self.grid} must be three positive sizes (t, h, w)")
         if self.codebook_size < 2:
             raise VidgenError(f"codebook_size={self.codebook_size} must be >= 2")
+        if self.code_dim < 0:
+            raise VidgenError(f"code_dim={self.code_dim} must be >= 0 (0 = no code-geometry paths)")
         if self.num_classes < 0 or self.num_task_tokens < 1 or self.text_dim < 0:
             raise VidgenError(f"num_classes={self.num_classes} and text_dim={self.text_dim} must be >= 0, "
                               f"num_task_tokens={self.num_task_tokens} >= 1")
@@ -109,6 +124,10 @@ class MaskedTokenTransformer(PretrainedModel):
                                                          mlp_ratio=c.mlp_ratio,
                                                          qk_norm=c.qk_norm, dropout=c.dropout))
         self.head = nn.Linear(c.dim, c.codebook_size)
+        if c.code_dim:
+            self.register_buffer("code_vectors", torch.zeros(c.codebook_size, c.code_dim))  # saved with the weights
+            self.code_input = nn.Linear(c.code_dim, c.dim, bias=False)
+            self.code_output = nn.Linear(c.dim, c.code_dim, bias=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -121,6 +140,35 @@ class MaskedTokenTransformer(PretrainedModel):
             if linear is not None:
                 nn.init.xavier_uniform_(linear.weight)
                 nn.init.zeros_(linear.bias)
+        if self.config.code_dim:
+            nn.init.zeros_(self.code_input.weight)
+            nn.init.zeros_(self.code_output.weight)
+
+    # ---- code geometry
+
+    def set_code_vectors(self, codes: torch.Tensor) -> None:
+        """Store the tokenizer's code vectors `(K, code_dim)` (e.g. `quantizer.codebook()`), standardised:
+        centred per channel and divided by their overall standard deviation."""
+        c = self.config
+        if not c.code_dim:
+            raise VidgenError("this model has no code-geometry paths (code_dim=0)")
+        if not isinstance(codes, torch.Tensor) or tuple(codes.shape) != (c.codebook_size, c.code_dim):
+            shape = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            raise VidgenError(f"code vectors must be ({c.codebook_size}, {c.code_dim}) (codebook size, code_dim), "
+                              f"got {shape}")
+        codes = codes.detach().float()
+        codes = codes - codes.mean(0)
+        std = codes.std()
+        if not torch.isfinite(std) or std == 0:
+            raise VidgenError("code vectors must be finite and not all equal")
+        self.code_vectors.copy_(codes / std)
+
+    def zero_start_keys(self) -> list[str]:
+        """Weights a saved model may lack (`train.init_from`): the code-geometry paths, which start at zero,
+        so the loaded model computes what the saved one did."""
+        if not self.config.code_dim:
+            return []
+        return ["code_vectors", "code_input.weight", "code_output.weight"]
 
     # ---- vocabulary
 
@@ -185,7 +233,12 @@ class MaskedTokenTransformer(PretrainedModel):
                         else torch.as_tensor(class_labels, device=device).long().reshape(-1))
         self._check_inputs(tokens, task, class_labels, condition_positions, text, text_mask)
 
-        visual = self.token_embedding(rearrange(tokens, "b t h w -> b (t h w)"))  # (B, N, D)
+        flat = rearrange(tokens, "b t h w -> b (t h w)")
+        visual = self.token_embedding(flat)  # (B, N, D)
+        if self.config.code_dim:
+            is_code = flat < self.config.codebook_size  # [MASK] has no code vector
+            codes = self.code_vectors[flat.clamp(max=self.config.codebook_size - 1)] * is_code[..., None]
+            visual = visual + self.code_input(codes.to(self.code_input.weight.dtype))
         visual = visual + self.position_embedding.to(visual.dtype)[None]
         if condition_positions is not None:
             flags = rearrange(condition_positions.long(), "b t h w -> b (t h w)")
@@ -204,7 +257,10 @@ class MaskedTokenTransformer(PretrainedModel):
                 mask = keys[:, None, None, :]  # (B, 1, 1, S)
         x = torch.cat([*prefix, visual], dim=1)  # (B, S, D)
         x = self.transformer(x, mask=mask)
-        logits = self.head(x[:, -visual.shape[1]:])  # (B, N, K)
+        x = x[:, -visual.shape[1]:]
+        logits = self.head(x)  # (B, N, K)
+        if self.config.code_dim:
+            logits = logits + self.code_output(x) @ self.code_vectors.to(x.dtype).T  # q . c_k
         t, h, w = self.config.grid
         return rearrange(logits, "b (t h w) k -> b t h w k", t=t, h=h, w=w)
 

@@ -114,6 +114,16 @@ def encode_tokens(tokenizer: Any, video: torch.Tensor) -> torch.Tensor:
     return out.long()
 
 
+def nearest_codes(codebook: torch.Tensor, count: int) -> torch.Tensor:
+    """`(K, D)` code vectors -> `(K, count)` long: each code's `count` nearest other codes (Euclidean)."""
+    if codebook.dim() != 2 or not 1 <= count < codebook.shape[0]:
+        raise VidgenError(f"nearest_codes: need a (K, D) codebook and 1 <= count < K; got codebook "
+                          f"{tuple(codebook.shape)}, count={count}")
+    distances = torch.cdist(codebook.float(), codebook.float())
+    distances.fill_diagonal_(float("inf"))
+    return distances.topk(count, dim=-1, largest=False).indices
+
+
 @dataclasses.dataclass
 class TaskCondition:
     """Condition of a batch on the token grid.
@@ -218,6 +228,10 @@ class MagvitObjective:
         this puts more of the loss where the shape is decided (1 = off, every position the same: MAGVIT).
     text_encoder: encodes batch prompts (`encode(list[str]) -> .embeddings, .mask`); loaded lazily
         ("minilm") only when a batch carries prompts.
+    code_neighbours / neighbour_smoothing: `(K, n)` long, each code's n nearest codes in the tokenizer's
+        code space (`nearest_codes`), and the target mass spread evenly over them (0 = off, MAGVIT). Like
+        label smoothing, but onto codes that decode to nearly the same pixels: a near miss costs less
+        than a far one.
 
     The batch is a dict with "video" (B, 3, T, H, W) in [-1, 1], or precomputed "tokens" (B, t, h, w)
     plus, for pixel tasks, "condition_tokens" / "condition_masks" ({task abbreviation: (B, D, t, h, w)},
@@ -232,8 +246,16 @@ class MagvitObjective:
                  task_weights: Sequence[float] | None = None, *, refine_weight: float = 1.0,
                  mask_weight: float = 1.0, recon_weight: float = 0.1, condition_dropout: float = 0.1,
                  label_smoothing: float = 0.0, schedule: str = "cosine", object_weight: float = 1.0,
-                 text_encoder: Any = None):
+                 text_encoder: Any = None, code_neighbours: torch.Tensor | None = None,
+                 neighbour_smoothing: float = 0.0):
         self.tokenizer = tokenizer
+        if not 0.0 <= neighbour_smoothing < 1.0 or not 0.0 <= label_smoothing + neighbour_smoothing < 1.0:
+            raise VidgenError(f"neighbour_smoothing={neighbour_smoothing} and label_smoothing={label_smoothing} "
+                              "must be >= 0 with a sum below 1")
+        if neighbour_smoothing and (code_neighbours is None or code_neighbours.dim() != 2):
+            raise VidgenError("neighbour_smoothing needs code_neighbours, a (K, n) table of each code's nearest codes")
+        self.code_neighbours = code_neighbours
+        self.neighbour_smoothing = float(neighbour_smoothing)
         if not object_weight > 0:
             raise VidgenError(f"object_weight={object_weight} must be > 0 (1 = every position weighs the same)")
         self.object_weight = float(object_weight)
@@ -384,6 +406,11 @@ class MagvitObjective:
 
         ce = F.cross_entropy(logits.float().flatten(0, -2), target.flatten(), reduction="none",
                              label_smoothing=self.label_smoothing).view_as(target)
+        if self.neighbour_smoothing:
+            log_p = torch.log_softmax(logits.float(), -1)  # (B, t, h, w, K)
+            neighbours = self.code_neighbours.to(device)[target]  # (B, t, h, w, n)
+            near = -log_p.gather(-1, neighbours).mean(-1)
+            ce = (1 - self.neighbour_smoothing) * ce + self.neighbour_smoothing * near
         parts = {"refine": refine, "mask": masked & ~refine, "recon": ~masked}
         weight = sum(self.weights[name] * where.float() for name, where in parts.items())
         if self.object_weight != 1:

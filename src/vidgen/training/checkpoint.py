@@ -285,10 +285,13 @@ def initialise_from(model: torch.nn.Module, name_or_path: str, grow: bool = Fals
     new_blocks: list[int] = []
     if grow:
         state, new_blocks = grow_state(state, model)
+    # Paths that start at zero (e.g. MAGVIT's code geometry) keep the model's values when the saved model lacks them.
+    own = model.state_dict()
+    for key in getattr(model, "zero_start_keys", list)():
+        state.setdefault(key, own[key])
     if isinstance(model, PretrainedModel):
         model.load_state_dict_strict(state, source=str(path))  # lists missing / mis-shaped keys
     else:
-        own = model.state_dict()
         try:
             model.load_state_dict({k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}, strict=True)
         except RuntimeError as error:

@@ -91,6 +91,8 @@ class ObjectiveOptions:
     object_weight: loss weight of the tokens an object covers (their supervoxel holds a non-black pixel:
         `vidgen.tasks.commit.object_token_mask`, computed from the clips once, at build time);
         1 = every position weighs the same (MAGVIT).
+    neighbour_smoothing / neighbours: target mass spread over each code's `neighbours` nearest codes in
+        the tokenizer's code space (`MagvitObjective`); 0 = off (MAGVIT).
     """
 
     tasks: list[str] = dataclasses.field(default_factory=lambda: list(ALL_TASKS))
@@ -102,6 +104,8 @@ class ObjectiveOptions:
     label_smoothing: float = 0.1
     schedule: str = "cosine"
     object_weight: float = 1.0
+    neighbour_smoothing: float = 0.0
+    neighbours: int = 10
 
     def __post_init__(self) -> None:
         from vidgen.tasks.masking import SCHEDULES
@@ -119,16 +123,26 @@ class ObjectiveOptions:
         if not self.object_weight > 0:
             raise VidgenError(f"objective.object_weight = {self.object_weight}: expected a number > 0 "
                               "(1 = every position weighs the same)")
+        if not 0.0 <= self.neighbour_smoothing < 1.0 - self.label_smoothing:
+            raise VidgenError(f"objective.neighbour_smoothing = {self.neighbour_smoothing}: expected a number in "
+                              f"[0, 1 - label_smoothing = {1 - self.label_smoothing:g})")
+        if self.neighbours < 1:
+            raise VidgenError(f"objective.neighbours = {self.neighbours}: expected a count >= 1")
 
-    def build(self) -> Any:
+    def build(self, codebook: torch.Tensor | None = None) -> Any:
+        """The objective; `codebook` (K, D), the tokenizer's code vectors, for neighbour smoothing."""
         from vidgen.tasks import MagvitObjective
+        from vidgen.tasks.commit import nearest_codes
 
         # No tokenizer: batches carry cached target and condition tokens.
         return MagvitObjective(None, tasks=self.tasks, task_weights=self.task_weights or None,
                                refine_weight=self.refine_weight, mask_weight=self.mask_weight,
                                recon_weight=self.recon_weight, condition_dropout=self.condition_dropout,
                                label_smoothing=self.label_smoothing, schedule=self.schedule,
-                               object_weight=self.object_weight)
+                               object_weight=self.object_weight,
+                               code_neighbours=nearest_codes(codebook, self.neighbours) if (
+                                   self.neighbour_smoothing and codebook is not None) else None,
+                               neighbour_smoothing=self.neighbour_smoothing)
 
 
 @dataclasses.dataclass
@@ -358,6 +372,12 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
     if isinstance(num_classes, int) and any(t.uses_class for t in tasks):
         forced["num_classes"] = num_classes
     model = build_model(recipe, **forced)
+    if model.config.code_dim:
+        codes = tokenizer.quantizer.codebook()
+        if model.config.code_dim != codes.shape[1]:
+            raise VidgenError(f"model.code_dim = {model.config.code_dim} must equal the tokenizer's code width "
+                              f"{codes.shape[1]} (its embed_dim), or 0 for no code-geometry paths")
+        model.set_code_vectors(codes)
     if any(t.uses_class for t in tasks) and model.config.num_classes == 0:
         raise VidgenError(f"tasks {[t.abbreviation for t in tasks if t.uses_class]} need classes: set model.num_classes "
                           f"(the dataset {recipe.data.name!r} declares none)")
@@ -367,7 +387,7 @@ def build_magvit_transformer(recipe: Recipe, context: BuildContext) -> TrainingS
                     f"({cache.object_masks.float().mean():.1%} of the training tokens)")
         if heldout is not None:
             heldout.object_masks = object_masks_of(heldout_set, heldout.grid)
-    objective = options.build()
+    objective = options.build(tokenizer.quantizer.codebook())
     batcher = TokenBatcher(cache)
 
     # Sample-time conditioning, computed once: prompt embeddings, the first held-out clip's conditions.
