@@ -111,6 +111,22 @@ def largest_object(frames):
     return max(found, key=lambda d: d.area) if found else None
 
 
+def judge_shape(row: dict, frames, shape: str) -> None:
+    """Add one clip to a {"right", "n", "fill"} row: does the evaluator's largest object in `frames`
+    (as `largest_object` takes them) have `shape`? "fill" gets its fill ratio (None: no object)."""
+    best = largest_object(frames)
+    row["n"] += 1
+    row["right"] += int(best is not None and best.shape == shape)
+    row["fill"].append(None if best is None else round(float(best.fill_ratio), 3))
+
+
+def judged_text(name: str, row: dict) -> str:
+    """"name right/n (median fill f)" of a `judge_shape` row."""
+    fills = [f for f in row["fill"] if f is not None]
+    return (f"{name} {row['right']}/{row['n']} (median fill "
+            f"{statistics.median(fills) if fills else float('nan'):.2f})")
+
+
 def clips_per_shape(data, per_shape: int):
     """(index, item, shape) of the single-object clips of `data`, in order, until each shape has `per_shape`."""
     from vidgen.data.shapes import SHAPES
@@ -143,11 +159,7 @@ def shape_fidelity(pipe, per_shape: int, seed: int = 0) -> dict:
         outputs = {"reconstruct": pipe.reconstruct(frames).frames,
                    "predict": pipe.predict(frames, seed=seed + index, progress=False).frames}
         for name, out in outputs.items():
-            best = largest_object(out[4:])
-            row = report[shape][name]
-            row["n"] += 1
-            row["right"] += int(best is not None and best.shape == shape)
-            row["fill"].append(None if best is None else round(float(best.fill_ratio), 3))
+            judge_shape(report[shape][name], out[4:], shape)
     return report
 
 
@@ -226,11 +238,8 @@ def object_refill(pipe, per_shape: int, seed: int = 3) -> dict:
                     **decoding_settings(pipe.settings, spec), generator=torch.Generator().manual_seed(index),
                     **conditioning)
         for name, candidate in candidates.items():
-            best = largest_object(pipe.tokenizer.decode_indices(candidate).float().clamp(-1, 1)[0].cpu())
-            row = report[shape][name]
-            row["n"] += 1
-            row["right"] += int(best is not None and best.shape == shape)
-            row["fill"].append(None if best is None else round(float(best.fill_ratio), 3))
+            judge_shape(report[shape][name], pipe.tokenizer.decode_indices(candidate).float().clamp(-1, 1)[0].cpu(),
+                        shape)
     for shape, counts in object_tokens.items():
         report[shape]["object_tokens"] = sum(counts) / max(1, len(counts))
     return report
@@ -250,12 +259,11 @@ def object_conditionals(pipe, per_shape: int, seed: int = 3, neighbours: int = 2
     {shape: {"accuracy", "near", "log_p", "shift_changed": mean, "rebuilt" | "neighbour": {"right", "n", "fill"}}}."""
     from vidgen.data.shapes import SHAPES, ShapeObject, ShapesDataset, render_objects
     from vidgen.devices import autocast_context
-    from vidgen.tasks.commit import encode_tokens, object_token_mask
+    from vidgen.tasks.commit import encode_tokens, nearest_codes, object_token_mask
 
     model, tokenizer = pipe.transformer, pipe.tokenizer
     weight = next(tokenizer.parameters())
-    codebook = tokenizer.quantizer.codebook().float()
-    nearest = torch.cdist(codebook, codebook).argsort(-1)[:, 1:neighbours + 1]  # (K, n), itself excluded
+    nearest = nearest_codes(tokenizer.quantizer.codebook(), neighbours)  # (K, n)
     generator = torch.Generator().manual_seed(0)
     data = ShapesDataset(split="train", num_items=40 * per_shape, size=pipe.height, num_frames=pipe.num_frames,
                          max_objects=1, seed=seed)
@@ -268,10 +276,7 @@ def object_conditionals(pipe, per_shape: int, seed: int = 3, neighbours: int = 2
         return tokens[0], object_token_mask(video, tuple(tokens.shape[1:]))[0]
 
     def judge(row: dict, tokens: torch.Tensor, shape: str) -> None:
-        best = largest_object(tokenizer.decode_indices(tokens[None]).float().clamp(-1, 1)[0].cpu())
-        row["n"] += 1
-        row["right"] += int(best is not None and best.shape == shape)
-        row["fill"].append(None if best is None else round(float(best.fill_ratio), 3))
+        judge_shape(row, tokenizer.decode_indices(tokens[None]).float().clamp(-1, 1)[0].cpu(), shape)
 
     task = get_task("CG").token
     for _, item, shape in clips_per_shape(data, per_shape):
@@ -410,20 +415,15 @@ def main() -> None:
         report["object_refill"] = object_refill(pipe, args.object_refill)
         print("object refill (only the object's tokens unknown, the rest true and fixed; judged right / clips):")
         for shape, rows in report["object_refill"].items():
-            fills = {name: [f for f in r["fill"] if f is not None] for name, r in rows.items() if name != "object_tokens"}
             print(f"  {shape:8s} ({rows['object_tokens']:.1f} object tokens) " + "  ".join(
-                f"{name} {rows[name]['right']}/{rows[name]['n']} (median fill "
-                f"{statistics.median(fills[name]) if fills[name] else float('nan'):.2f})" for name in fills))
+                judged_text(name, r) for name, r in rows.items() if name != "object_tokens"))
     if args.object_conditionals:
         report["object_conditionals"] = object_conditionals(pipe, args.object_conditionals)
         print("object conditionals (each object token masked alone, the rest true; CG, right class):")
         for shape, r in report["object_conditionals"].items():
-            fills = {name: [f for f in r[name]["fill"] if f is not None] for name in ("rebuilt", "neighbour")}
             print(f"  {shape:8s} accuracy {r['accuracy']:.1%} (or a near code {r['near']:.1%}), log p(true) "
-                  f"{r['log_p']:.2f}; " + "; ".join(
-                f"{name} {r[name]['right']}/{r[name]['n']} (median fill "
-                f"{statistics.median(fills[name]) if fills[name] else float('nan'):.2f})" for name in fills)
-                + f"; codes changed by a 0.25-pixel shift {r['shift_changed']:.0%}")
+                  f"{r['log_p']:.2f}; " + "; ".join(judged_text(name, r[name]) for name in ("rebuilt", "neighbour"))
+                  + f"; codes changed by a 0.25-pixel shift {r['shift_changed']:.0%}")
     if args.tasks:
         report["tasks"] = mt.evaluate_tasks(pipe, clips, args.tasks, args.steps, args.guidance, seed=args.seed)
     accuracy = {}
